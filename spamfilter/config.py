@@ -1,0 +1,153 @@
+"""Configuration, flowing one way.
+
+* `params.yaml` holds what changes results (the DVC params): parsed into `Params`, strictly,
+  so a misspelt or unknown key is an error naming the key rather than a silent default.
+* Environment variables hold where things live (tracking server, model name, data source):
+  `Settings`, read by pydantic-settings.
+
+Nothing here reads the environment or a file at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from spamfilter.text import StemmerName
+
+ModelName = Literal["mnb", "complement_nb", "logreg", "linear_svm"]
+Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestParams(_Strict):
+    on_bad_row: Literal["fail", "drop"] = "fail"
+    test_size: Probability = 0.2
+    seed: int = 42
+
+
+class FeaturizeParams(_Strict):
+    stemmer: StemmerName = "porter"
+    stop_words: bool = False
+    word_ngram_range: tuple[int, int] = (1, 2)
+    char_ngrams: bool = True
+    char_ngram_range: tuple[int, int] = (1, 5)
+    min_df: int = Field(1, ge=1)
+    max_df: float = Field(1.0, gt=0.0, le=1.0)
+    max_features: int | None = Field(None, ge=1)
+    sublinear_tf: bool = True
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> FeaturizeParams:
+        for name in ("word_ngram_range", "char_ngram_range"):
+            low, high = getattr(self, name)
+            if not 1 <= low <= high:
+                raise ValueError(f"{name} must be [low, high] with 1 <= low <= high, got [{low}, {high}]")
+        return self
+
+
+class NaiveBayesParams(_Strict):
+    alpha: float = Field(0.1, gt=0.0)
+
+
+class LogRegParams(_Strict):
+    C: float = Field(30.0, gt=0.0)
+    class_weight: Literal["balanced"] | None = "balanced"
+    max_iter: int = Field(2000, ge=1)
+
+
+class LinearSvmParams(_Strict):
+    C: float = Field(0.5, gt=0.0)
+    class_weight: Literal["balanced"] | None = None
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration_folds: int = Field(5, ge=2)
+
+
+class TrainParams(_Strict):
+    model: ModelName = "linear_svm"
+    threshold: Probability = 0.5
+    seed: int = 42
+    mnb: NaiveBayesParams = NaiveBayesParams()
+    complement_nb: NaiveBayesParams = NaiveBayesParams(alpha=0.3)
+    logreg: LogRegParams = LogRegParams()
+    linear_svm: LinearSvmParams = LinearSvmParams()
+
+
+class Params(_Strict):
+    """The whole of `params.yaml`."""
+
+    ingest: IngestParams = IngestParams()
+    featurize: FeaturizeParams = FeaturizeParams()
+    train: TrainParams = TrainParams()
+    # Sections owned by later stages (gate, monitor) are validated by their own modules.
+    gate: dict[str, Any] | None = None
+    monitor: dict[str, Any] | None = None
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing or invalid; the message names the file and key."""
+
+
+def parse_params(data: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed `params.yaml` mapping, naming each bad key with its dotted path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            problems.append(f"{source}: {key}: {error['msg']}")
+        raise ConfigError("\n".join(problems)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate `params.yaml`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(data, str(path))
+
+
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested params to dotted keys, as DVC and MLflow show them."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+class Settings(BaseSettings):
+    """Where things live: read from the environment (and a `.env` file when present)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    mlflow_tracking_uri: str = Field("sqlite:///mlflow.db", alias="MLFLOW_TRACKING_URI")
+    # Artifact root for runs logged to a local (file or SQLite) store; a tracking server decides
+    # its own. Relative paths resolve against the working directory (the repo root in stages).
+    mlflow_artifact_root: str = Field("mlartifacts", alias="SPAM_MLFLOW_ARTIFACT_ROOT")
+    experiment_name: str = Field("spam-filter", alias="SPAM_EXPERIMENT")
+    registered_model: str = Field("spam-classifier", alias="SPAM_REGISTERED_MODEL")
+    # Data acquisition (`spamfilter data`): a local file, else the public download.
+    spam_data: Path | None = Field(None, alias="SPAM_DATA")
+    spam_data_url: str = Field(
+        "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip", alias="SPAM_DATA_URL"
+    )

@@ -1,0 +1,45 @@
+"""Shared behaviour of command-line entry points: logging set-up and clean failure on bad input."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from spamfilter.config import ConfigError
+from spamfilter.data import DataError
+
+log = logging.getLogger("spamfilter")
+
+# Errors that describe bad input or environment: reported as one clear message, no traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, FileNotFoundError, PermissionError)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("alembic", "mlflow", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run an entry point: configure logging, turn expected errors into `error: …` and exit 1."""
+    configure_logging()
+    expected = EXPECTED_ERRORS
+    try:
+        from spamfilter.tracking import TrackingError  # imported lazily: mlflow is slow to import
+
+        expected = (*expected, TrackingError)
+    except ImportError:  # pragma: no cover - mlflow is a runtime dependency
+        pass
+    try:
+        return int(main(argv) or 0)
+    except expected as exc:
+        message = str(exc)
+        if isinstance(exc, FileNotFoundError) and exc.filename:
+            message = f"{exc.filename}: file not found"
+        print(f"error: {message}", file=sys.stderr)
+        return 1

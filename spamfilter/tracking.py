@@ -1,0 +1,175 @@
+"""MLflow tracking and registry: the only module that imports mlflow.
+
+Stages call these functions with plain values; everything MLflow-specific (tracking URI,
+experiment, model flavour, signature, registration) stays here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+import spamfilter
+from spamfilter.config import Settings
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"
+SERVING_PACKAGES = ("scikit-learn", "nltk", "numpy", "scipy", "pandas")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message names the store and what to do."""
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    registered_model: str
+    model_version: str
+    tracking_uri: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "model_uri": self.model_uri,
+            "registered_model": self.registered_model,
+            "model_version": self.model_version,
+            "tracking_uri": self.tracking_uri,
+        }
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def _use_experiment(settings: Settings) -> str:
+    """Point mlflow at the configured store and experiment, creating the experiment if needed."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        else:
+            location = None
+            if _is_local_store(settings.mlflow_tracking_uri):
+                location = (Path(settings.mlflow_artifact_root) / settings.experiment_name).resolve().as_uri()
+            experiment_id = mlflow.create_experiment(settings.experiment_name, artifact_location=location)
+    except MlflowException as exc:
+        raise TrackingError(
+            f"MLflow tracking store {settings.mlflow_tracking_uri!r} is not usable: {exc.message} "
+            "(set MLFLOW_TRACKING_URI to a reachable store)"
+        ) from None
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _stringify(params: Mapping[str, Any]) -> dict[str, str]:
+    return {key: "null" if value is None else str(value) for key, value in params.items()}
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
+
+
+def log_training_run(
+    settings: Settings,
+    model: Any,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    input_example: Sequence[str],
+    run_name: str | None = None,
+) -> TrainingRun:
+    """Start a run, log params and tags, log the model as an MLflow model and register it.
+
+    The model is logged with the sklearn flavour (and so pyfunc), a signature inferred from a
+    one-column DataFrame of texts, an input example, pinned serving requirements and the
+    `spamfilter` package as code, so it loads where the package is not installed.
+    """
+    experiment_id = _use_experiment(settings)
+    example = pd.DataFrame({"text": list(input_example)})
+    signature = infer_signature(example, model.predict(example))
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            mlflow.log_params(_stringify(params))
+            mlflow.set_tags(dict(tags))
+            info = mlflow.sklearn.log_model(
+                model,
+                name=MODEL_ARTIFACT,
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pip_requirements(),
+                code_paths=[str(Path(spamfilter.__file__).parent)],
+                registered_model_name=settings.registered_model,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            )
+    except MlflowException as exc:
+        raise TrackingError(f"logging to {settings.mlflow_tracking_uri!r} failed: {exc.message}") from None
+    return TrainingRun(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        model_uri=info.model_uri,
+        registered_model=settings.registered_model,
+        model_version=str(info.registered_model_version),
+        tracking_uri=settings.mlflow_tracking_uri,
+    )
+
+
+@contextlib.contextmanager
+def _resumed_run(settings: Settings, run_id: str) -> Iterator[None]:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        raise TrackingError(
+            f"training run {run_id} is not in the tracking store {settings.mlflow_tracking_uri!r}; "
+            "retrain with `dvc repro -f train` (or point MLFLOW_TRACKING_URI at the store it was logged to)"
+        ) from None
+    with mlflow.start_run(run_id=run_id):
+        yield
+
+
+def log_evaluation(
+    settings: Settings,
+    run_id: str,
+    metrics: Mapping[str, float],
+    artifacts: Sequence[Path],
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Add held-out metrics, plot images and reports to the training run."""
+    with _resumed_run(settings, run_id):
+        mlflow.log_metrics({f"test_{key}": float(value) for key, value in metrics.items()})
+        for path in artifacts:
+            mlflow.log_artifact(str(path), artifact_path="evaluation")
+        if tags:
+            mlflow.set_tags(dict(tags))
+
+
+def load_model(uri: str, settings: Settings | None = None) -> Any:
+    """Load a logged or registered model as pyfunc (`models:/name@alias`, `runs:/…`, a path)."""
+    if settings is not None:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow.pyfunc.load_model(uri)
+
+
+def load_sklearn_model(uri: str, settings: Settings | None = None) -> Any:
+    """Load the native scikit-learn pipeline of a logged or registered model."""
+    if settings is not None:
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow.sklearn.load_model(uri)
