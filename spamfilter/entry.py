@@ -30,7 +30,7 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
     configure_logging()
     expected = EXPECTED_ERRORS
     try:
-        from spamfilter.tracking import TrackingError  # imported lazily: mlflow is slow to import
+        from spamfilter.registry import TrackingError  # imported lazily: mlflow is slow to import
 
         expected = (*expected, TrackingError)
     except ImportError:  # pragma: no cover - mlflow is a runtime dependency

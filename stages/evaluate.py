@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     files.write_json(args.metrics, {**scores, "test_rows": len(texts), "confusion": counts})
 
     run_info = files.read_json(args.run_info)
-    from spamfilter import tracking  # mlflow is slow to import: only when logging
+    from spamfilter import registry  # mlflow is slow to import: only when logging
 
-    tracking.log_evaluation(
+    registry.log_evaluation(
         Settings(),
         run_info["run_id"],
         scores,

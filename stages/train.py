@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         "data_train_rows": str(manifest.get("train_rows", "")),
         "data_test_rows": str(manifest.get("test_rows", "")),
     }
-    from spamfilter import tracking  # mlflow is slow to import: only when logging
+    from spamfilter import registry  # mlflow is slow to import: only when logging
 
-    run = tracking.log_training_run(
+    run = registry.log_training_run(
         settings,
         model,
         params=flatten(all_params.model_dump(mode="json", exclude={"gate", "monitor"})),

@@ -1,4 +1,4 @@
-"""MLflow tracking and registry: the only module that imports mlflow.
+"""MLflow tracking and model registry: the only module that imports mlflow.
 
 Stages call these functions with plain values; everything MLflow-specific (tracking URI,
 experiment, model flavour, signature, registration) stays here.

@@ -1,0 +1,88 @@
+# Spam-filter MLOps pipeline. `make` lists the targets; `make run` and `make test` are all a newcomer needs.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+PY := $(BIN)/python
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+# Raw data: a file you name, else the shared copy beside the checkout (if any), else DVC remote / UCI download.
+SPAM_DATA ?= $(wildcard $(CURDIR)/../shared/data/sms_spam_collection.tsv)
+ifneq ($(strip $(SPAM_DATA)),)
+export SPAM_DATA
+endif
+
+MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
+export MLFLOW_TRACKING_URI
+MLFLOW_PORT ?= 5000
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+.PHONY: setup
+setup: $(VENV)/.runtime ## Create .venv and install the runtime dependencies and the package
+
+.PHONY: setup-dev
+setup-dev: $(VENV)/.dev ## setup + test and lint tools
+
+.PHONY: data
+data: setup ## Obtain the raw corpus into data/raw (SPAM_DATA file, else dvc pull, else UCI download, sha256-checked)
+	$(BIN)/spamfilter data
+
+.PHONY: repro
+repro: setup ## Run the DVC pipeline (only what changed)
+	$(BIN)/dvc repro
+
+.PHONY: run
+run: data repro ## Set up and run the whole pipeline on the embedded defaults, then print the metrics
+	@$(BIN)/dvc metrics show
+	@echo "MLflow runs: $(MLFLOW_TRACKING_URI) (make mlflow-ui); model: models/model.joblib"
+
+.PHONY: test
+test: setup-dev ## Set up and run the whole test suite
+	$(BIN)/pytest
+
+.PHONY: test-unit
+test-unit: setup-dev ## Fast offline unit tests only
+	$(BIN)/pytest tests/unit
+
+.PHONY: lint
+lint: setup-dev ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+.PHONY: format
+format: setup-dev ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+.PHONY: bench
+bench: setup-dev data ## Run the benchmarks under bench/ and print their figures
+	$(PY) bench/quality.py
+	$(PY) bench/pipeline.py
+
+.PHONY: mlflow-ui
+mlflow-ui: setup ## Open the MLflow UI on the local tracking store (http://127.0.0.1:$(MLFLOW_PORT))
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+.PHONY: clean
+clean: ## Remove pipeline outputs, caches and the local MLflow store (keeps data/raw and .venv)
+	rm -rf data/processed data/features models reports/plots/*.png reports/behavioural.json
+	rm -rf mlflow.db mlartifacts .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
