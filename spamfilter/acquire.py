@@ -41,7 +41,9 @@ def extract_uci_member(archive: bytes, source: str, expected_sha256: str = UCI_M
             names = bundle.namelist()
             member = next((n for n in names if Path(n).name == UCI_MEMBER), None)
             if member is None:
-                raise DataError(f"{source}: archive has no {UCI_MEMBER} member (found: {', '.join(names) or 'nothing'})")
+                raise DataError(
+                    f"{source}: archive has no {UCI_MEMBER} member (found: {', '.join(names) or 'nothing'})"
+                )
             content = bundle.read(member)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise DataError(f"{source}: not a readable zip archive, truncated or corrupt ({exc})") from None
@@ -89,7 +91,7 @@ def store(corpus: Corpus, raw_dir: Path) -> Path:
 
 def download(url: str, timeout: float = 60.0) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (URL from settings)
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return bytes(response.read())
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DataError(f"{url}: download failed ({exc})") from None
@@ -103,7 +105,9 @@ def dvc_pull(dvc_file: Path) -> bool:
     """Try `dvc pull` of the raw data from the default remote; False when no remote has it."""
     result = _dvc("pull", "--quiet", str(dvc_file))
     if result.returncode != 0:
-        log.info("dvc pull %s did not succeed: %s", dvc_file, (result.stderr or result.stdout).strip().splitlines()[-1:])
+        log.info(
+            "dvc pull %s did not succeed: %s", dvc_file, (result.stderr or result.stdout).strip().splitlines()[-1:]
+        )
         return False
     return True
 

@@ -83,13 +83,15 @@ def parse_tsv(raw: bytes, source: str) -> ParsedFile:
     lines = raw.removeprefix(_BOM).split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    for number, line_bytes in enumerate(lines, start=1):
-        line_bytes = line_bytes.removesuffix(b"\r")
+    for number, raw_line in enumerate(lines, start=1):
+        line_bytes = raw_line.removesuffix(b"\r")
         try:
             line = line_bytes.decode("utf-8")
         except UnicodeDecodeError as exc:
             parsed.bad_rows.append(
-                BadRow(source, number, f"not valid UTF-8 (byte 0x{line_bytes[exc.start]:02x} at column {exc.start + 1})")
+                BadRow(
+                    source, number, f"not valid UTF-8 (byte 0x{line_bytes[exc.start]:02x} at column {exc.start + 1})"
+                )
             )
             continue
         if "\t" not in line:
@@ -192,7 +194,9 @@ def split(messages: Sequence[Message], test_size: float, seed: int) -> tuple[lis
     return [messages[i] for i in sorted(train_idx)], [messages[i] for i in sorted(test_idx)]
 
 
-def dataset_stats(dataset: Dataset, train: Sequence[Message], test: Sequence[Message], new_rows: int) -> dict[str, float | int]:
+def dataset_stats(
+    dataset: Dataset, train: Sequence[Message], test: Sequence[Message], new_rows: int
+) -> dict[str, float | int]:
     """Numbers for the DVC metrics file of the ingest stage."""
     total = len(dataset.messages)
     spam = sum(m.is_spam for m in dataset.messages)
@@ -222,7 +226,9 @@ def from_jsonl(content: str, source: str) -> list[Message]:
             continue
         try:
             record = json.loads(line)
-            message = Message(str(record["label"]), str(record["text"]), record.get("source", ""), int(record.get("line", 0)))
+            message = Message(
+                str(record["label"]), str(record["text"]), record.get("source", ""), int(record.get("line", 0))
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{source}:{number}: malformed record ({exc})") from None
         if message.label not in LABELS:

@@ -33,7 +33,9 @@ METRIC_KEYS = (
 )
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], spam_proba: Sequence[float]) -> dict[str, float]:
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], spam_proba: Sequence[float]
+) -> dict[str, float]:
     """The evaluation metrics, spam as the positive class.
 
     `spam_caught_rate` is recall on spam; `blocked_ham_rate` is the share of ham classified as

@@ -76,7 +76,9 @@ def build_classifier(params: TrainParams) -> ClassifierMixin:
         )
     else:  # pragma: no cover - Literal type already restricts this
         raise ValueError(f"unknown model {name!r}")
-    return FixedThresholdClassifier(estimator, threshold=params.threshold, pos_label=SPAM, response_method="predict_proba")
+    return FixedThresholdClassifier(
+        estimator, threshold=params.threshold, pos_label=SPAM, response_method="predict_proba"
+    )
 
 
 def assemble(featurizer: Pipeline, classifier: ClassifierMixin) -> Pipeline:

@@ -88,6 +88,20 @@ def _pip_requirements() -> list[str]:
     return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
 
 
+def _model_kwargs(model: Any, input_example: Sequence[str]) -> dict[str, Any]:
+    """What makes a proper MLflow model of the pipeline, the same for logging and saving: a
+    signature inferred from a one-column DataFrame of texts, an input example, pinned serving
+    requirements and the `spamfilter` package as code, so it loads where the package is not installed."""
+    example = pd.DataFrame({"text": list(input_example)})
+    return {
+        "signature": infer_signature(example, model.predict(example)),
+        "input_example": example,
+        "pip_requirements": _pip_requirements(),
+        "code_paths": [str(Path(spamfilter.__file__).parent)],
+        "serialization_format": mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+    }
+
+
 def log_training_run(
     settings: Settings,
     model: Any,
@@ -96,15 +110,9 @@ def log_training_run(
     input_example: Sequence[str],
     run_name: str | None = None,
 ) -> TrainingRun:
-    """Start a run, log params and tags, log the model as an MLflow model and register it.
-
-    The model is logged with the sklearn flavour (and so pyfunc), a signature inferred from a
-    one-column DataFrame of texts, an input example, pinned serving requirements and the
-    `spamfilter` package as code, so it loads where the package is not installed.
-    """
+    """Start a run, log params and tags, log the model (sklearn flavour, so also pyfunc) and
+    register it as a new version of `settings.registered_model`."""
     experiment_id = _use_experiment(settings)
-    example = pd.DataFrame({"text": list(input_example)})
-    signature = infer_signature(example, model.predict(example))
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
             mlflow.log_params(_stringify(params))
@@ -112,12 +120,8 @@ def log_training_run(
             info = mlflow.sklearn.log_model(
                 model,
                 name=MODEL_ARTIFACT,
-                signature=signature,
-                input_example=example,
-                pip_requirements=_pip_requirements(),
-                code_paths=[str(Path(spamfilter.__file__).parent)],
                 registered_model_name=settings.registered_model,
-                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+                **_model_kwargs(model, input_example),
             )
     except MlflowException as exc:
         raise TrackingError(f"logging to {settings.mlflow_tracking_uri!r} failed: {exc.message}") from None
@@ -129,6 +133,11 @@ def log_training_run(
         model_version=str(info.registered_model_version),
         tracking_uri=settings.mlflow_tracking_uri,
     )
+
+
+def save_model(model: Any, path: Path, input_example: Sequence[str]) -> None:
+    """Write the pipeline as an MLflow model directory (the same form as a logged model)."""
+    mlflow.sklearn.save_model(model, str(path), **_model_kwargs(model, input_example))
 
 
 @contextlib.contextmanager

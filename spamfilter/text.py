@@ -7,7 +7,7 @@ objects scores raw text the same way in `evaluate`, in MLflow's pyfunc and in th
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np

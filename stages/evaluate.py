@@ -66,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("held-out (%d messages): %s", len(texts), summary)
     for check in checks:
         if not check.passed:
-            log.warning("behavioural check %s failed on %d of %d: %s", check.name, check.failures, check.total, check.examples)
+            log.warning(
+                "behavioural check %s failed on %d of %d: %s", check.name, check.failures, check.total, check.examples
+            )
     return 0
 
 

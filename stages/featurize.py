@@ -30,12 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     featurizer = build_featurizer(params)
     features = featurizer.fit_transform(texts)
 
-    with files.atomic_path(args.out_dir / "train.npz") as tmp:
-        with open(tmp, "wb") as handle:
-            scipy.sparse.save_npz(handle, scipy.sparse.csr_matrix(features), compressed=True)
-    with files.atomic_path(args.out_dir / "train_labels.npy") as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, np.asarray(labels, dtype="<U4"))
+    with files.atomic_path(args.out_dir / "train.npz") as tmp, open(tmp, "wb") as handle:
+        scipy.sparse.save_npz(handle, scipy.sparse.csr_matrix(features), compressed=True)
+    with files.atomic_path(args.out_dir / "train_labels.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.asarray(labels, dtype="<U4"))
     files.dump_joblib(args.out_dir / "featurizer.joblib", featurizer)
     log.info("featurized %d training texts into %d features", features.shape[0], features.shape[1])
     return 0

@@ -26,7 +26,9 @@ def corpus_files(directory: Path, required: bool) -> list[Path]:
             raise data.DataError(f"{directory}: raw data directory not found; run `make data` to obtain the corpus")
         return []
     found = sorted(
-        p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in CORPUS_SUFFIXES
+        p
+        for p in directory.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in CORPUS_SUFFIXES
     )
     found = [p for p in found if p.name.upper() not in {"README", "README.TXT"}]
     if required and not found:
@@ -100,11 +102,19 @@ def main(argv: list[str] | None = None) -> int:
     files.write_text(args.out_dir / "train.jsonl", train_jsonl)
     files.write_text(args.out_dir / "test.jsonl", test_jsonl)
     files.write_json(args.out_dir / "manifest.json", manifest)
-    files.write_text(args.bad_rows, "source\tline\treason\n" + "".join(f"{b.source}\t{b.line}\t{b.reason}\n" for b in dataset.bad_rows))
+    files.write_text(
+        args.bad_rows,
+        "source\tline\treason\n" + "".join(f"{b.source}\t{b.line}\t{b.reason}\n" for b in dataset.bad_rows),
+    )
     files.write_json(args.stats, stats)
     log.info(
         "%d rows (%d duplicates dropped, %d bad rows) → train %d, test %d, spam rate %.3f",
-        stats["rows"], stats["duplicates_dropped"], stats["bad_rows"], len(train), len(test), stats["spam_rate"],
+        stats["rows"],
+        stats["duplicates_dropped"],
+        stats["bad_rows"],
+        len(train),
+        len(test),
+        stats["spam_rate"],
     )
     return 0
 
