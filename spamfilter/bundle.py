@@ -1,0 +1,97 @@
+"""The serving bundle: what `spamfilter export` writes and the API (and the Docker image) loads.
+
+Layout of a bundle directory:
+  model/          the MLflow model directory of the sklearn pipeline (as logged to the registry)
+  metadata.json   `BundleMetadata`: which model this is, its metrics, threshold and data fingerprint
+  model_card.md   the same, for people
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MODEL_DIR = "model"
+METADATA_FILE = "metadata.json"
+MODEL_CARD_FILE = "model_card.md"
+
+
+class BundleError(ValueError):
+    """A bundle directory is missing or malformed; the message names the file and field."""
+
+
+class DataFingerprint(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    raw_md5: str = ""
+    dataset_sha256: str = ""
+    rows: int = 0
+    train_rows: int = 0
+    test_rows: int = 0
+
+
+class BundleMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    alias: str | None = None
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+    threshold: float = Field(ge=0.0, le=1.0)
+    trained_at: str
+    exported_at: str
+    data_fingerprint: DataFingerprint = DataFingerprint()
+    params: dict[str, Any] = {}
+
+
+def model_path(bundle: Path) -> Path:
+    return bundle / MODEL_DIR
+
+
+def read_bundle_metadata(bundle: Path) -> BundleMetadata:
+    """Read and validate `<bundle>/metadata.json`."""
+    path = bundle / METADATA_FILE
+    try:
+        return BundleMetadata.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{path}: not found; is {bundle} a bundle written by `spamfilter export`?") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise BundleError(f"{path}: {problems}") from None
+
+
+def render_model_card(meta: BundleMetadata) -> str:
+    """A Markdown model card from the bundle metadata."""
+    metric_rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in meta.metrics.items())
+    fingerprint = meta.data_fingerprint.model_dump()
+    data_rows = "\n".join(f"| {key} | {value} |" for key, value in fingerprint.items())
+    param_rows = "\n".join(f"| `{key}` | `{value}` |" for key, value in sorted(meta.params.items()))
+    return f"""# Model card: {meta.name} version {meta.version}
+
+{f"Alias: `{meta.alias}`. " if meta.alias else ""}MLflow run `{meta.run_id}`; source `{meta.model_uri}`.
+Trained {meta.trained_at}; exported {meta.exported_at}.
+
+## Intended use
+Classifies English SMS messages as `spam` or `ham`. Output: P(spam) and a label, spam when
+P(spam) ≥ {meta.threshold}. Trained on the UCI SMS Spam Collection (Almeida, Gómez Hidalgo, Yamakami, 2011;
+CC BY 4.0) plus any labelled batches merged in. Not evaluated on other languages or on e-mail.
+
+## Held-out metrics
+| metric | value |
+|---|---|
+{metric_rows}
+
+## Data fingerprint
+| field | value |
+|---|---|
+{data_rows}
+
+## Parameters
+| param | value |
+|---|---|
+{param_rows}
+"""
