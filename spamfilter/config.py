@@ -11,10 +11,10 @@ Nothing here reads the environment or a file at import time.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spamfilter.text import StemmerName
@@ -80,15 +80,96 @@ class TrainParams(_Strict):
     linear_svm: LinearSvmParams = LinearSvmParams()
 
 
+# The held-out metrics (spamfilter.metrics.METRIC_KEYS) a gate rule may name.
+MetricName = Literal[
+    "accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "spam_caught_rate", "blocked_ham_rate"
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _known_metric_keys(value: Any) -> Any:
+    """Name an unknown metric key plainly (pydantic would list the Literal instead)."""
+    if isinstance(value, dict):
+        unknown = [key for key in value if key not in METRIC_NAMES]
+        if unknown:
+            raise ValueError(f"unknown metric {unknown[0]!r}; known metrics: {', '.join(METRIC_NAMES)}")
+    return value
+
+
+MetricRates = Annotated[dict[MetricName, Rate], BeforeValidator(_known_metric_keys)]
+
+
+class GateParams(_Strict):
+    """Rules for promoting a challenger to champion (`spamfilter.gate`); both are scored on the same
+    held-out split. Floors and tolerances are the worst acceptable values: minimums for
+    higher-is-better metrics, maximums for `blocked_ham_rate`."""
+
+    primary_metric: Literal["f1", "mcc"] = "f1"
+    min_improvement: Rate = 0.002
+    guards: MetricRates = {"blocked_ham_rate": 0.0012, "spam_caught_rate": 0.02}
+    min_test_rows: int = Field(200, ge=1)
+    floors: MetricRates = {"f1": 0.9, "mcc": 0.88, "blocked_ham_rate": 0.01}
+
+    @model_validator(mode="after")
+    def _guards_blocked_ham(self) -> GateParams:
+        if "blocked_ham_rate" not in self.guards:
+            raise ValueError("guards must include blocked_ham_rate (blocking real messages is the cost users notice)")
+        return self
+
+
+class QualityTolerance(_Strict):
+    """How far below the champion's held-out value a metric may fall on labelled current data."""
+
+    precision: Rate = 0.05
+    recall: Rate = 0.07
+    f1: Rate = 0.05
+
+
+MonitorGroup = Literal["data", "vocabulary", "domain", "prediction", "label", "quality"]
+
+
+class MonitorParams(_Strict):
+    """Thresholds of `spamfilter monitor` (`spamfilter.drift`). A check fires when its effect
+    reaches its threshold and its corrected p-value is below `alpha`."""
+
+    window: int = Field(1000, ge=1)  # default slice of the prediction log: the newest N predictions
+    min_window: int = Field(100, ge=1)  # fewer messages: "insufficient data", no retrain
+    min_texts: int = Field(100, ge=2)  # text checks need this many messages with text
+    min_labelled: int = Field(100, ge=1)  # label drift and quality need this many labelled messages
+    min_class_count: int = Field(20, ge=1)  # ... and this many spam (recall, F1) / predicted spam (precision)
+    alpha: Rate = 0.01
+    correction: Literal["holm", "bonferroni", "bh", "none"] = "holm"
+    descriptor_threshold: float = Field(0.1, gt=0.0)  # normed Wasserstein distance
+    vocab_top_terms: int = Field(300, ge=2)
+    vocab_js_distance: float = Field(0.05, gt=0.0, le=1.0)
+    vocab_permutations: int = Field(200, ge=20)
+    domain_auc: float = Field(0.6, gt=0.5, le=1.0)
+    domain_max_per_side: int = Field(1000, ge=10)
+    domain_folds: int = Field(5, ge=2)
+    spam_rate_delta: Rate = 0.05  # predicted spam rate, absolute change
+    score_psi: float = Field(0.1, gt=0.0)
+    label_rate_delta: Rate = 0.05  # true spam rate, absolute change
+    quality_tolerance: QualityTolerance = QualityTolerance()
+    retrain_on: list[MonitorGroup] = ["data", "vocabulary", "domain", "prediction", "label", "quality"]
+    report_terms: int = Field(10, ge=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sizes_ordered(self) -> MonitorParams:
+        if self.min_texts > self.window or self.min_window > self.window:
+            raise ValueError("min_window and min_texts must not exceed window")
+        return self
+
+
 class Params(_Strict):
     """The whole of `params.yaml`."""
 
     ingest: IngestParams = IngestParams()
     featurize: FeaturizeParams = FeaturizeParams()
     train: TrainParams = TrainParams()
-    # Sections owned by later stages (gate, monitor) are validated by their own modules.
-    gate: dict[str, Any] | None = None
-    monitor: dict[str, Any] | None = None
+    gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
 
 
 class ConfigError(ValueError):
