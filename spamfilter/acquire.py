@@ -124,7 +124,11 @@ def has_corpus(raw_dir: Path) -> bool:
 
 
 def obtain(raw_dir: Path, dvc_file: Path, local_file: Path | None, url: str, force: bool = False) -> str:
-    """Make sure `raw_dir` holds the corpus; return a sentence saying where it came from."""
+    """Make sure `raw_dir` holds the corpus; return a sentence saying where it came from.
+
+    Order: the file named by SPAM_DATA; what `raw_dir` already holds; `dvc pull`; the download.
+    `force` goes straight to the download.
+    """
     if local_file is not None:
         if not local_file.is_file():
             raise DataError(f"{local_file}: file not found (named by SPAM_DATA)")
@@ -132,10 +136,11 @@ def obtain(raw_dir: Path, dvc_file: Path, local_file: Path | None, url: str, for
         path = store(corpus, raw_dir)
         dvc_commit(dvc_file)
         return f"{path}: from SPAM_DATA={local_file}"
-    if has_corpus(raw_dir) and not force:
-        return f"{raw_dir}: already present"
-    if dvc_file.is_file() and dvc_pull(dvc_file) and has_corpus(raw_dir):
-        return f"{raw_dir}: pulled from the DVC remote"
+    if not force:
+        if has_corpus(raw_dir):
+            return f"{raw_dir}: already present"
+        if dvc_file.is_file() and dvc_pull(dvc_file) and has_corpus(raw_dir):
+            return f"{raw_dir}: pulled from the DVC remote"
     log.info("downloading %s", url)
     corpus = corpus_from_bytes(download(url), url, CANONICAL_NAME)
     path = store(corpus, raw_dir)

@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
     data.add_argument("--dvc-file", type=Path, default=Path("data.dvc"))
-    data.add_argument("--force", action="store_true", help="fetch again even if data/raw has a corpus")
+    data.add_argument("--force", action="store_true", help="download again from SPAM_DATA_URL even if data/raw has a corpus")
     data.set_defaults(handler=_data)
     return parser
 

@@ -1,0 +1,168 @@
+"""The four DVC stages on a generated fixture corpus, in an isolated copy of the repo, with real
+DVC and a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import Project, make_messages, make_project, write_tsv
+
+pytestmark = pytest.mark.slow
+STAGES = ["ingest", "featurize", "train", "evaluate"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """One project copy in which `spamfilter data` and `dvc repro` have run on the fixture corpus."""
+    root = tmp_path_factory.mktemp("pipeline")
+    corpus = write_tsv(root / "corpus.tsv", make_messages(n_ham=240, n_spam=60))
+    project = make_project(root / "repo", {"SPAM_DATA": str(corpus)})
+    project.spamfilter("data")
+    project.dvc("repro")
+    return project
+
+
+def read_json(project: Project, path: str) -> dict:
+    return json.loads((project.root / path).read_text())
+
+
+def test_repro_writes_every_stage_to_dvc_lock(built: Project) -> None:
+    lock = yaml.safe_load((built.root / "dvc.lock").read_text())
+    assert list(lock["stages"]) == STAGES
+    assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["test_size"] == 0.2
+    train_deps = {dep["path"] for dep in lock["stages"]["train"]["deps"]}
+    assert "stages/train.py" in train_deps
+
+
+def test_data_dvc_tracks_the_fixture_corpus(built: Project) -> None:
+    dvc_file = yaml.safe_load((built.root / "data.dvc").read_text())
+    assert dvc_file["outs"][0]["path"] == "data/raw"
+    assert (built.root / "data/raw/corpus.tsv").is_file()
+    status = built.dvc("status", "data.dvc", "--json")
+    assert json.loads(status.stdout) == {}
+
+
+def test_ingest_stats_and_split(built: Project) -> None:
+    stats = read_json(built, "reports/data_stats.json")
+    assert stats["rows_read"] == 300
+    assert stats["rows"] == 300
+    assert stats["duplicates_dropped"] == 0
+    assert stats["train_rows"] + stats["test_rows"] == 300
+    assert stats["test_rows"] == 60
+    assert stats["spam_rate"] == pytest.approx(0.2)
+
+
+def test_evaluate_writes_all_metric_keys_and_plots(built: Project) -> None:
+    metrics = read_json(built, "reports/metrics.json")
+    for key in ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "spam_caught_rate", "blocked_ham_rate"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["f1"] > 0.9
+    for name in ("roc.png", "pr.png", "confusion.png", "roc.json", "pr.json", "confusion.json"):
+        assert (built.root / "reports/plots" / name).stat().st_size > 0
+    assert set(read_json(built, "reports/behavioural.json")) == {
+        "case_invariance",
+        "whitespace_invariance",
+        "obvious_spam",
+        "obvious_ham",
+    }
+    shown = built.dvc("metrics", "show", "--json")
+    assert "f1" in shown.stdout
+    plots = built.dvc("plots", "show", "--json")
+    assert "roc.json" in plots.stdout
+
+
+def test_rerun_is_a_no_op(built: Project) -> None:
+    lock_before = (built.root / "dvc.lock").read_text()
+    result = built.dvc("repro")
+    for stage in STAGES:
+        assert f"Stage '{stage}' didn't change, skipping" in result.stdout
+    assert (built.root / "dvc.lock").read_text() == lock_before
+    assert "up to date" in built.dvc("status").stdout
+
+
+def test_mlflow_run_has_params_metrics_tags_and_a_registered_model(built: Project) -> None:
+    run_info = read_json(built, "models/training_run.json")
+    db = sqlite3.connect(built.root / "mlflow.db")
+    params = dict(db.execute("select key, value from params where run_uuid = ?", (run_info["run_id"],)))
+    assert params["train.model"] == "linear_svm"
+    assert params["featurize.stemmer"] == "porter"
+    assert params["ingest.test_size"] == "0.2"
+    metrics = {key for (key,) in db.execute("select key from latest_metrics where run_uuid = ?", (run_info["run_id"],))}
+    assert {"test_f1", "test_mcc", "test_roc_auc", "test_blocked_ham_rate"} <= metrics
+    tags = dict(db.execute("select key, value from tags where run_uuid = ?", (run_info["run_id"],)))
+    assert len(tags["data_raw_md5"]) > 30
+    assert tags["data_rows"] == "300"
+    assert len(tags["git_commit"]) >= 40
+    versions = list(db.execute("select name, version, run_id from model_versions"))
+    assert ("spam-classifier", 1, run_info["run_id"]) in versions
+    artifacts = built.root / "mlartifacts"
+    assert any(artifacts.rglob("roc.png"))
+    assert any(artifacts.rglob("MLmodel"))
+
+
+def test_registered_model_loads_through_pyfunc_and_scores_each_row(built: Project) -> None:
+    script = (
+        "import mlflow, pandas as pd, json\n"
+        "m = mlflow.pyfunc.load_model('models:/spam-classifier/1')\n"
+        "texts = ['WINNER!! Call 09061701461 to claim your £900 prize', 'see you at the gym', 'ok']\n"
+        "print(json.dumps([str(x) for x in m.predict(pd.DataFrame({'text': texts}))]))\n"
+        "print(json.dumps(m.metadata.get_input_schema().input_names()))\n"
+    )
+    out = built.python("-c", script).stdout.strip().splitlines()
+    predictions, inputs = json.loads(out[-2]), json.loads(out[-1])
+    assert len(predictions) == 3
+    assert predictions[0] == "spam"
+    assert predictions[1] == "ham"
+    assert inputs == ["text"]
+
+
+def test_changing_a_train_param_reruns_only_train_and_evaluate(built: Project) -> None:
+    result = built.dvc("exp", "run", "-S", "train.model=mnb")
+    assert "Stage 'ingest' didn't change" in result.stdout
+    assert "Stage 'featurize' didn't change" in result.stdout
+    assert "Running stage 'train'" in result.stdout
+    shown = json.loads(built.dvc("exp", "show", "--json").stdout)
+    assert shown, "dvc exp show lists the experiment"
+
+
+def test_bad_batch_fails_ingest_with_file_and_line_and_keeps_outputs(built: Project) -> None:
+    train_before = (built.root / "data/processed/train.jsonl").read_bytes()
+    batch = built.root / "data/new/batch-bad.tsv"
+    batch.write_text("ham\tfine message\nspam\nmaybe\tunknown label\n", encoding="utf-8")
+    try:
+        result = built.run("python", "stages/ingest.py", check=False)
+        assert result.returncode == 1
+        assert "data/new/batch-bad.tsv:2: no tab between label and text" in result.stderr
+        assert "data/new/batch-bad.tsv:3: unknown label 'maybe'" in result.stderr
+        assert (built.root / "data/processed/train.jsonl").read_bytes() == train_before
+
+        repro = built.dvc("repro", "ingest", check=False)
+        assert repro.returncode != 0
+        assert "batch-bad.tsv:2" in repro.stderr + repro.stdout
+    finally:
+        batch.unlink()
+        built.dvc("checkout", "--force")
+
+
+def test_drop_policy_writes_the_bad_rows_report(tmp_path: Path) -> None:
+    rows = make_messages(n_ham=40, n_spam=10)
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text(
+        "label\ttext\n" + "".join(f"{lab}\t{txt}\n" for lab, txt in rows) + "spam\t   \nhm\thello\n", encoding="utf-8"
+    )
+    project = make_project(tmp_path / "repo", {"SPAM_DATA": str(corpus)})
+    project.spamfilter("data")
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    params["ingest"]["on_bad_row"] = "drop"
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params))
+    project.python("stages/ingest.py")
+    report = pd.read_csv(project.root / "reports/bad_rows.tsv", sep="\t")
+    assert report["line"].tolist() == [52, 53]
+    assert report["reason"].tolist() == ["empty text", "unknown label 'hm' (expected ham or spam)"]
+    assert json.loads((project.root / "reports/data_stats.json").read_text())["bad_rows"] == 2

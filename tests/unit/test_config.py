@@ -1,0 +1,59 @@
+"""params.yaml is parsed strictly: every bad key is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spamfilter.config import ConfigError, Params, Settings, flatten, load_params, parse_params
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_are_valid_and_explicit() -> None:
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.train.model in {"mnb", "complement_nb", "logreg", "linear_svm"}
+    assert 0 < params.ingest.test_size < 1
+
+
+def test_defaults_when_sections_are_missing() -> None:
+    assert parse_params({}) == Params()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"train": {"model": "xgboost"}}, "params.yaml: train.model: Input should be 'mnb'"),
+        ({"train": {"modle": "mnb"}}, "params.yaml: train.modle: Extra inputs are not permitted"),
+        ({"ingest": {"test_size": 1.5}}, "params.yaml: ingest.test_size: Input should be less than 1"),
+        ({"featurize": {"word_ngram_range": [3, 1]}}, "word_ngram_range must be [low, high]"),
+        ({"train": {"mnb": {"alpha": -1}}}, "params.yaml: train.mnb.alpha: Input should be greater than 0"),
+        ([1, 2], "expected a mapping at the top level"),
+    ],
+)
+def test_bad_params_name_the_key(data: object, message: str) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_params(data)
+    assert message in str(excinfo.value)
+
+
+def test_load_params_reports_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_flatten_gives_dotted_keys() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": None}}, "e": [1, 2]}) == {"a.b": 1, "a.c.d": None, "e": [1, 2]}
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    monkeypatch.setenv("SPAM_REGISTERED_MODEL", "sms-spam")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.mlflow_tracking_uri == "http://mlflow.internal:5000"
+    assert settings.registered_model == "sms-spam"
