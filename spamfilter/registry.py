@@ -182,3 +182,70 @@ def load_sklearn_model(uri: str, settings: Settings | None = None) -> Any:
     if settings is not None:
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     return mlflow.sklearn.load_model(uri)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One registered model version as the serving side needs it: what it is and how it scored."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    model_uri: str  # `models:/<name>/<version>`: stays on this version when the alias moves
+    metrics: dict[str, float]  # the run's held-out `test_*` metrics, without the prefix
+    trained_at: str  # ISO-8601 start of the training run
+    tags: dict[str, str]
+    params: dict[str, str]
+
+
+def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """`models:/name@alias` → (name, alias, None); `models:/name/3` → (name, None, "3")."""
+    if not uri.startswith("models:/"):
+        raise ValueError(f"{uri!r} is not a registry URI (expected models:/<name>@<alias> or models:/<name>/<version>)")
+    rest = uri.removeprefix("models:/").strip("/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        if name and alias and "/" not in name:
+            return name, alias, None
+    elif rest.count("/") == 1:
+        name, version = rest.split("/")
+        if name and version.isdigit():
+            return name, None, version
+    raise ValueError(f"{uri!r} is not a registry URI (expected models:/<name>@<alias> or models:/<name>/<version>)")
+
+
+def registered_version(uri: str, settings: Settings | None = None) -> RegisteredVersion:
+    """Resolve `models:/name@alias` or `models:/name/version` to the version it names now."""
+    from datetime import UTC, datetime
+
+    settings = settings or Settings()
+    name, alias, version = parse_models_uri(uri)
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    try:
+        found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        run = client.get_run(found.run_id) if found.run_id else None
+    except MlflowException as exc:
+        raise TrackingError(f"{uri} in {settings.mlflow_tracking_uri!r}: {exc.message}") from None
+    metrics: dict[str, float] = {}
+    tags: dict[str, str] = {}
+    params: dict[str, str] = {}
+    trained_at = datetime.fromtimestamp(found.creation_timestamp / 1000, UTC).isoformat()
+    if run is not None:
+        metrics = {
+            key.removeprefix("test_"): value for key, value in run.data.metrics.items() if key.startswith("test_")
+        }
+        tags = {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")}
+        params = dict(run.data.params)
+        trained_at = datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat()
+    return RegisteredVersion(
+        name=name,
+        version=str(found.version),
+        aliases=tuple(getattr(found, "aliases", ()) or ()),
+        run_id=found.run_id or "",
+        model_uri=f"models:/{name}/{found.version}",
+        metrics=metrics,
+        trained_at=trained_at,
+        tags=tags,
+        params=params,
+    )

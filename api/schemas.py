@@ -1,0 +1,76 @@
+"""Request and response bodies. Types are strict (a number is not a text); the limits that come
+from settings (text length, batch size) are checked in `api.deps` so errors can name the item."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+Label = Literal["spam", "ham"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(_Body):
+    text: StrictStr = Field(description="The message to classify (1 to MAX_TEXT_LENGTH characters).")
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": "WINNER!! Claim your £1000 prize now"}]}
+    )
+
+
+class BatchPredictRequest(_Body):
+    texts: list[StrictStr] = Field(description="1 to MAX_BATCH_SIZE messages, each 1 to MAX_TEXT_LENGTH characters.")
+
+
+class Prediction(BaseModel):
+    label: Label
+    spam_probability: float
+    model_version: str
+    prediction_id: str | None = Field(None, description="Give it to POST /feedback; null when the log is off.")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction]
+    model_version: str
+
+
+class FeedbackRequest(_Body):
+    prediction_id: StrictStr = Field(min_length=1, max_length=36)
+    label: Label = Field(description="The true label of the predicted message.")
+
+
+class FeedbackResponse(BaseModel):
+    status: Literal["recorded"] = "recorded"
+    prediction_id: str
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="A short machine-readable code.")
+    message: str = Field(description="What is wrong, for people.")
+    details: list[dict[str, Any]] = Field(default_factory=list, description="One entry per bad field.")
+
+
+class ModelResponse(BaseModel):
+    name: str
+    version: str
+    alias: str | None
+    run_id: str
+    source: str
+    metrics: dict[str, float]
+    threshold: float
+    trained_at: str
+    data_fingerprint: dict[str, Any]
+    loaded_at: str
+    scorer: str
+
+
+class ReloadResponse(BaseModel):
+    ok: bool
+    swapped: bool
+    version: str | None
+    previous_version: str | None
+    error: str | None = None
