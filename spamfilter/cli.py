@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from spamfilter import entry
-from spamfilter.config import Settings
+from spamfilter.config import ConfigError, Settings
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -16,6 +16,102 @@ def _data(args: argparse.Namespace) -> int:
     settings = Settings()
     print(obtain(args.raw_dir, args.dvc_file, settings.spam_data, settings.spam_data_url, force=args.force))
     return 0
+
+
+def _feed(args: argparse.Namespace) -> int:
+    from spamfilter import data, feed
+    from spamfilter.monitor import _corpus_files
+
+    paths = _corpus_files(args.source)
+    if not paths:
+        raise data.DataError(f"{args.source}: no corpus file to sample from; run `make data` first")
+    pool = data.deduplicate(data.parse_corpus(p.read_bytes(), str(p)) for p in paths).messages
+    strength = feed.MODERATE_STRENGTH[args.drift] if args.strength is None else args.strength
+    try:
+        batch = feed.make_batch(pool, args.n, args.drift, strength, args.seed)
+    except ValueError as exc:
+        raise data.DataError(str(exc)) from None
+    path = feed.write_batch(batch, args.out_dir, args.drift)
+    spam = sum(m.is_spam for m in batch)
+    print(f"{path}: {len(batch)} messages ({spam} spam), drift {args.drift} at strength {strength}")
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    import os
+    from datetime import UTC, datetime
+
+    from spamfilter import monitor, monitor_report
+    from spamfilter.config import load_params
+
+    params = load_params(args.params).monitor
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(f"--since {args.since!r}: not an ISO-8601 time (e.g. 2025-01-31T12:00)") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    last = args.last if args.last is not None else (None if since else params.window)
+    request = monitor.MonitorRequest(
+        profile=args.profile,
+        params=params,
+        use_log=args.log or not args.batch,
+        log_url=args.log_url or os.environ.get("PREDICTION_LOG_URL") or monitor.DEFAULT_LOG_URL,
+        last=last,
+        since=since,
+        batches=list(args.batch or []),
+        model=args.model,
+        json_path=args.json,
+        html_path=args.html,
+    )
+    report = monitor.run(request)
+    print(monitor_report.summary_table(report), end="")
+    print(f"reports: {args.json}, {args.html}")
+    return 0
+
+
+def _add_monitor_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from spamfilter.feed import DRIFT_MODES
+
+    feed = commands.add_parser(
+        "feed", help="sample a labelled batch (optionally with injected drift) into data/new/ for the next `dvc repro`"
+    )
+    feed.add_argument("--n", type=int, default=100, help="messages in the batch (default 100)")
+    feed.add_argument("--drift", choices=DRIFT_MODES, default="none")
+    feed.add_argument("--strength", type=float, help="drift strength in [0, 1] (default: the mode's moderate strength)")
+    feed.add_argument("--source", type=Path, default=Path("data/raw"), help="corpus file or directory to sample")
+    feed.add_argument("--out-dir", type=Path, default=Path("data/new"))
+    feed.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one)")
+    feed.set_defaults(handler=_feed)
+
+    monitor = commands.add_parser(
+        "monitor", help="check the prediction log and/or labelled batches for drift; decide retrain_needed"
+    )
+    monitor.add_argument("--profile", type=Path, default=Path("models/reference_profile.json"))
+    monitor.add_argument("--params", type=Path, default=Path("params.yaml"))
+    monitor.add_argument(
+        "--log", action="store_true", help="read the prediction log (the default unless --batch is given)"
+    )
+    monitor.add_argument(
+        "--log-url", help="prediction log URL (default: $PREDICTION_LOG_URL or sqlite:///predictions.db)"
+    )
+    monitor.add_argument(
+        "--last", type=int, help="the newest N predictions (default: monitor.window, or all with --since)"
+    )
+    monitor.add_argument("--since", help="predictions at or after this ISO-8601 time (UTC unless stated)")
+    monitor.add_argument(
+        "--batch", type=Path, action="append", help="a labelled batch file or directory (e.g. data/new); repeatable"
+    )
+    monitor.add_argument(
+        "--model",
+        type=Path,
+        default=Path("models/model.joblib"),
+        help="scores batches: a model.joblib, an MLflow model directory or a bundle (e.g. bundle/)",
+    )
+    monitor.add_argument("--json", type=Path, default=Path("reports/monitor.json"))
+    monitor.add_argument("--html", type=Path, default=Path("reports/monitor.html"))
+    monitor.set_defaults(handler=_monitor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dvc-file", type=Path, default=Path("data.dvc"))
     data.add_argument("--force", action="store_true", help="download again from SPAM_DATA_URL even if data/raw has a corpus")
     data.set_defaults(handler=_data)
+    _add_monitor_commands(commands)
     return parser
 
 

@@ -142,7 +142,7 @@ class MonitorParams(_Strict):
     correction: Literal["holm", "bonferroni", "bh", "none"] = "holm"
     descriptor_threshold: float = Field(0.1, gt=0.0)  # normed Wasserstein distance
     vocab_top_terms: int = Field(300, ge=2)
-    vocab_js_distance: float = Field(0.05, gt=0.0, le=1.0)
+    vocab_js_excess: float = Field(0.01, gt=0.0, le=1.0)  # JS distance beyond chance (permutation mean)
     vocab_permutations: int = Field(200, ge=20)
     domain_auc: float = Field(0.6, gt=0.5, le=1.0)
     domain_max_per_side: int = Field(1000, ge=10)

@@ -1,0 +1,288 @@
+"""`spamfilter monitor`: the I/O around `spamfilter.drift` — read the reference profile, build the
+current window from the prediction log and/or labelled batches, run the checks, write the reports.
+
+The prediction log is read with its columns untyped and every row validated here, so one corrupt
+row (a bad timestamp, a probability of "abc") is skipped and counted instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spamfilter import data, drift, files, monitor_report, predlog
+from spamfilter.config import MonitorParams
+from spamfilter.data import DataError
+from spamfilter.profile import PROFILE_STAGE_HINT, reference_from_profile
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOG_URL = "sqlite:///predictions.db"
+_FEEDBACK_CHUNK = 5000
+
+
+@dataclass
+class WindowRows:
+    """Messages of the current window, before scoring; `bad_rows` counts what was skipped and why."""
+
+    texts: list[str | None] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
+    predicted: list[str | None] = field(default_factory=list)
+    truth: list[str | None] = field(default_factory=list)
+    bad_rows: dict[str, int] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+    first_at: str | None = None
+    last_at: str | None = None
+
+    def skip(self, reason: str) -> None:
+        self.bad_rows[reason] = self.bad_rows.get(reason, 0) + 1
+
+
+# --------------------------------------------------------------------------- the prediction log
+
+
+class _CorruptRowError(ValueError):
+    pass
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise _CorruptRowError(reason)
+
+
+def parse_log_row(row: Mapping[str, Any]) -> predlog.PredictionRecord | str:
+    """A validated prediction record, or the reason the row is corrupt."""
+    try:
+        created = row["created_at"]
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        _require(isinstance(created, datetime), "created_at is not a timestamp")
+        probability = float(row["spam_probability"])
+        _require(math.isfinite(probability) and 0.0 <= probability <= 1.0, "spam_probability outside [0, 1]")
+        label = str(row["label"])
+        _require(label in data.LABELS, "label is not ham or spam")
+        length = int(row["text_length"])
+        _require(length >= 0, "negative text_length")
+        text = row.get("text")
+        _require(text is None or isinstance(text, str), "text is not a string")
+    except _CorruptRowError as exc:
+        return str(exc)
+    except (KeyError, TypeError, ValueError):
+        return "unreadable value"
+    return predlog.PredictionRecord(
+        id=str(row["id"]),
+        created_at=created,
+        model_version=str(row.get("model_version", "")),
+        text_length=length,
+        text_sha256=str(row.get("text_sha256", "")),
+        spam_probability=probability,
+        label=label,
+        text=text or None,
+    )
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database
+    return (
+        parsed.drivername.startswith("sqlite")
+        and bool(database)
+        and database != ":memory:"
+        and not Path(database).exists()
+    )
+
+
+def read_log_window(url: str, last: int | None, since: datetime | None, rows: WindowRows) -> None:
+    """Append the log's newest `last` predictions (and/or those since `since`) with their feedback."""
+    if _sqlite_file_missing(url):
+        log.warning("prediction log %s does not exist yet: no predictions to monitor", url)
+        rows.sources.append(f"{url} (missing)")
+        return
+    from sqlalchemy import String, select, type_coerce
+
+    engine = predlog.connect(url)
+    table = predlog.predictions
+    # Untyped reads: a corrupt value reaches parse_log_row instead of failing the whole query.
+    query = select(*[type_coerce(column, String).label(column.name) for column in table.columns]).order_by(
+        table.c.created_at.desc()
+    )
+    if since is not None:
+        query = query.where(table.c.created_at >= since)
+    if last is not None:
+        query = query.limit(last)
+    with engine.connect() as connection:
+        raw_rows = [dict(row) for row in connection.execute(query).mappings()]
+    records = []
+    for raw in reversed(raw_rows):
+        parsed = parse_log_row(raw)
+        if isinstance(parsed, str):
+            rows.skip(f"log: {parsed}")
+        else:
+            records.append(parsed)
+    ids = [r.id for r in records]
+    feedback: dict[str, str] = {}
+    for start in range(0, len(ids), _FEEDBACK_CHUNK):
+        feedback.update(predlog.read_feedback(engine, ids[start : start + _FEEDBACK_CHUNK]))
+    engine.dispose()
+    for record in records:
+        truth = feedback.get(record.id)
+        if truth is not None and truth not in data.LABELS:
+            rows.skip("feedback: true_label is not ham or spam")
+            truth = None
+        rows.texts.append(record.text)
+        rows.lengths.append(record.text_length)
+        rows.scores.append(record.spam_probability)
+        rows.predicted.append(record.label)
+        rows.truth.append(truth)
+    if records:
+        rows.first_at = min(rows.first_at or "9999", records[0].created_at.isoformat())
+        rows.last_at = max(rows.last_at or "", records[-1].created_at.isoformat())
+    rows.sources.append(url)
+
+
+# --------------------------------------------------------------------------- labelled batches
+
+
+def _corpus_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(2, "batch path not found", str(path))
+    # The same selection as the `ingest` stage makes in data/new/.
+    return sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in {"", ".tsv", ".csv", ".txt"}
+        and p.name.upper() not in {"README", "README.TXT"}
+    )
+
+
+def read_batches(paths: Sequence[Path], rows: WindowRows) -> None:
+    """Append the labelled messages of batch files; rows that fail validation are skipped and counted."""
+    for path in [p for given in paths for p in _corpus_files(given)]:
+        parsed = data.parse_corpus(path.read_bytes(), str(path))
+        for bad in parsed.bad_rows:
+            rows.skip(f"batch: {bad.reason}")
+            log.warning("skipped %s", bad)
+        for message in parsed.messages:
+            rows.texts.append(message.text)
+            rows.lengths.append(len(message.text))
+            rows.scores.append(None)
+            rows.predicted.append(None)
+            rows.truth.append(message.label)
+        rows.sources.append(str(path))
+
+
+# --------------------------------------------------------------------------- model and profile
+
+
+def load_model(source: Path) -> Any:
+    """The champion's sklearn pipeline: a joblib file, an MLflow model directory, or a serving bundle."""
+    if source.is_file():
+        return files.load_joblib(source)
+    if (source / "model" / "MLmodel").is_file():
+        source = source / "model"
+    if (source / "MLmodel").is_file():
+        from spamfilter import registry
+
+        return registry.load_sklearn_model(str(source))
+    raise FileNotFoundError(2, "model not found (a model.joblib, an MLflow model directory or a bundle)", str(source))
+
+
+def read_profile(path: Path) -> drift.Reference:
+    if not path.is_file():
+        raise DataError(f"{path}: reference profile not found; {PROFILE_STAGE_HINT}")
+    return reference_from_profile(files.read_json(path), str(path))
+
+
+def score_missing(rows: WindowRows, model_source: Path) -> float:
+    """Score the rows that have text but no score (batches) with the champion; its threshold."""
+    from spamfilter.model import model_threshold, predict_labels, spam_probability
+
+    todo = [i for i, s in enumerate(rows.scores) if s is None]
+    if not todo:
+        return math.nan
+    model = load_model(model_source)
+    threshold = model_threshold(model)
+    probabilities = spam_probability(model, [rows.texts[i] for i in todo])
+    for i, probability, label in zip(todo, probabilities, predict_labels(probabilities, threshold), strict=True):
+        rows.scores[i] = float(probability)
+        rows.predicted[i] = label
+    return threshold
+
+
+def to_window(rows: WindowRows) -> drift.Window:
+    texts = [t for t in rows.texts if t]
+    truth = rows.truth if any(t is not None for t in rows.truth) else None
+    return drift.Window(
+        lengths=np.asarray(rows.lengths, dtype=float),
+        scores=np.asarray(rows.scores, dtype=float),
+        predicted=[str(p) for p in rows.predicted],
+        texts=texts or None,
+        truth=truth,
+        info={
+            "source": ", ".join(rows.sources) or "nothing",
+            "from": rows.first_at,
+            "to": rows.last_at,
+            "skipped_rows": sum(rows.bad_rows.values()),
+            "skipped_reasons": rows.bad_rows,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class MonitorRequest:
+    profile: Path
+    params: MonitorParams
+    use_log: bool
+    log_url: str
+    last: int | None
+    since: datetime | None
+    batches: list[Path]
+    model: Path
+    json_path: Path
+    html_path: Path
+
+
+def run(request: MonitorRequest) -> dict[str, Any]:
+    """Build the window, run the checks, write the reports and return the report mapping."""
+    reference = read_profile(request.profile)
+    rows = WindowRows()
+    if request.use_log:
+        read_log_window(request.log_url, request.last, request.since, rows)
+    read_batches(request.batches, rows)
+    if len(rows.lengths) >= request.params.min_window:
+        score_missing(rows, request.model)
+    window = to_window(rows)
+    if rows.bad_rows:
+        log.warning("skipped %d corrupt rows: %s", sum(rows.bad_rows.values()), rows.bad_rows)
+    result = drift.run_checks(reference, window, request.params)
+    report = {
+        **result.as_dict(),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reference": {"profile": str(request.profile), "threshold": reference.threshold, "metrics": reference.metrics},
+        "params": request.params.model_dump(mode="json"),
+    }
+    files.write_json(request.json_path, report)
+    files.write_text(request.html_path, monitor_report.render_html(report))
+    github_output = os.environ.get("GITHUB_OUTPUT")
+    if github_output:
+        with open(github_output, "a", encoding="utf-8") as handle:
+            handle.write(monitor_report.github_output(report))
+    return report
