@@ -8,10 +8,17 @@ Layout of a bundle directory:
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spamfilter import files
 
 MODEL_DIR = "model"
 METADATA_FILE = "metadata.json"
@@ -95,3 +102,41 @@ CC BY 4.0) plus any labelled batches merged in. Not evaluated on other languages
 |---|---|
 {param_rows}
 """
+
+
+def param_values(params: Mapping[str, str]) -> dict[str, Any]:
+    """MLflow keeps params as strings; give them back their YAML types (`0.5`, `null`, `[1, 2]`)."""
+    values: dict[str, Any] = {}
+    for key, text in params.items():
+        try:
+            values[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            values[key] = text
+    return values
+
+
+def write_bundle(destination: Path, model_dir: Path, meta: BundleMetadata) -> Path:
+    """Write a bundle: the MLflow model directory, `metadata.json` and `model_card.md`.
+
+    The bundle is assembled beside `destination` and renamed into place, so a failed export leaves
+    the previous bundle as it was; readers see either the old bundle or the new one (the swap is
+    two renames, so for an instant neither: reload rather than read while an export runs)."""
+    if destination.exists() and not destination.is_dir():
+        raise BundleError(f"{destination}: exists and is not a directory")
+    if not (model_dir / "MLmodel").is_file():
+        raise BundleError(f"{model_dir}: not an MLflow model directory (no MLmodel file)")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent))
+    retired = destination.with_name(f".{destination.name}.old-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copytree(model_dir, staging / MODEL_DIR)
+        files.write_text(staging / METADATA_FILE, meta.model_dump_json(indent=2) + "\n")
+        files.write_text(staging / MODEL_CARD_FILE, render_model_card(meta))
+        read_bundle_metadata(staging)
+        if destination.exists():
+            destination.rename(retired)
+        staging.rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return destination

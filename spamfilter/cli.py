@@ -18,6 +18,135 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gate(args: argparse.Namespace) -> int:
+    import os
+
+    from spamfilter import gate, release
+    from spamfilter.config import load_params
+
+    settings = Settings()
+    report = release.run_gate(
+        settings, load_params(args.params).gate, args.test, args.challenger, args.treat_missing_champion_as_absent
+    )
+    release.write_gate_outputs(report, args.report, os.environ.get("GITHUB_OUTPUT"))
+    release.record_verdict(settings, report)
+    print(gate.render_report(report))
+    print(f"report: {args.report}")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    import os
+
+    from spamfilter import audit, release
+
+    settings = Settings()
+    record = release.promote_from_report(
+        settings, args.report, audit.actor_from_env(os.environ), args.reason, if_passed=args.if_passed
+    )
+    if record is None:
+        print(f"not promoting: the gate rejected the challenger ({args.report}); champion unchanged")
+    else:
+        previous = f"v{record.previous}" if record.previous else "none"
+        print(
+            f"{settings.registered_model}@champion: {previous} → v{record.version} (audit #{record.seq}, {record.actor})"
+        )
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    import os
+
+    from spamfilter import audit, registry
+
+    settings = Settings()
+    record = registry.rollback(settings, audit.actor_from_env(os.environ), args.reason, to_version=args.to)
+    print(
+        f"{settings.registered_model}@champion: v{record.previous} → v{record.version} (audit #{record.seq}, rollback)"
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    import json
+
+    from spamfilter import audit, registry
+
+    settings = Settings()
+    records = registry.promotion_history(settings)[-args.last :] if args.last else registry.promotion_history(settings)
+    if args.json:
+        print(json.dumps([record.model_dump() for record in records], indent=2))
+    else:
+        print(audit.render_history(records, settings.registered_model))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import os
+
+    from spamfilter import release
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line of output, not a bar
+    meta = release.export_bundle(Settings(), args.version or args.alias, args.out)
+    shown = ", ".join(
+        f"{key} {meta.metrics[key]:.4f}" for key in ("f1", "mcc", "blocked_ham_rate") if key in meta.metrics
+    )
+    print(f"{args.out}: {meta.name} v{meta.version} ({meta.alias or 'by version'}), {shown}")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from spamfilter import release
+
+    print(release.summary(args.metrics, args.report, args.bundle))
+    return 0
+
+
+def _add_release_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    gate = commands.add_parser(
+        "gate", help="score challenger and champion on the held-out split; write the verdict to reports/gate.json"
+    )
+    gate.add_argument("--test", type=Path, default=Path("data/processed/test.jsonl"))
+    gate.add_argument("--params", type=Path, default=Path("params.yaml"))
+    gate.add_argument("--report", type=Path, default=Path("reports/gate.json"))
+    gate.add_argument("--challenger", default="challenger", help="alias or version number to judge")
+    gate.add_argument(
+        "--treat-missing-champion-as-absent",
+        action="store_true",
+        help="if the champion cannot be loaded, judge the challenger by the floors instead of refusing",
+    )
+    gate.set_defaults(handler=_gate)
+
+    promote = commands.add_parser("promote", help="move `champion` to the version a passed gate report judged")
+    promote.add_argument("--report", type=Path, default=Path("reports/gate.json"))
+    promote.add_argument("--reason", help="why (default: the gate's reason)")
+    promote.add_argument("--if-passed", action="store_true", help="do nothing (exit 0) when the gate rejected")
+    promote.set_defaults(handler=_promote)
+
+    rollback = commands.add_parser("rollback", help="move `champion` back to the previous champion")
+    rollback.add_argument("--to", help="a version number to roll back to (default: the previous champion)")
+    rollback.add_argument("--reason", default="manual rollback")
+    rollback.set_defaults(handler=_rollback)
+
+    history = commands.add_parser("history", help="list the promotions and rollbacks of `champion`")
+    history.add_argument("--last", type=int, default=0, help="only the last N records")
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(handler=_history)
+
+    export = commands.add_parser("export", help="write a model version as a serving bundle (default: the champion)")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--alias", default="champion")
+    which.add_argument("--version")
+    export.add_argument("--out", type=Path, default=Path("bundle"))
+    export.set_defaults(handler=_export)
+
+    summary = commands.add_parser("summary", help="print the held-out metrics, the gate verdict and the bundle")
+    summary.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
+    summary.add_argument("--report", type=Path, default=Path("reports/gate.json"))
+    summary.add_argument("--bundle", type=Path, default=Path("bundle"))
+    summary.set_defaults(handler=_summary)
+
+
 def _feed(args: argparse.Namespace) -> int:
     from spamfilter import data, feed
     from spamfilter.monitor import _corpus_files
@@ -122,8 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--raw-dir", type=Path, default=Path("data/raw"))
     data.add_argument("--dvc-file", type=Path, default=Path("data.dvc"))
-    data.add_argument("--force", action="store_true", help="download again from SPAM_DATA_URL even if data/raw has a corpus")
+    data.add_argument(
+        "--force", action="store_true", help="download again from SPAM_DATA_URL even if data/raw has a corpus"
+    )
     data.set_defaults(handler=_data)
+    _add_release_commands(commands)
     _add_monitor_commands(commands)
     return parser
 

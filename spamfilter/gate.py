@@ -242,13 +242,12 @@ def _cell(value: float | None) -> str:
 
 def render_report(report: GateReport) -> str:
     """The gate verdict as a plain-text table, for the terminal and CI logs."""
-    champion = (
-        f"v{report.champion.version} (champion)"
-        if report.champion is not None
-        else {"absent": "no champion", "treated_as_absent": "champion treated as absent"}.get(
-            report.champion_status, f"champion {report.champion_status}"
-        )
-    )
+    if report.champion is None:
+        champion = "no champion"
+    elif report.champion_status == "present":
+        champion = f"v{report.champion.version} (champion)"
+    else:
+        champion = f"champion v{report.champion.version} ({report.champion_status.replace('_', ' ')})"
     header = (
         f"gate: {report.registered_model} v{report.challenger.version} (challenger) vs {champion}, "
         f"on {report.test_set.rows} held-out messages ({report.test_set.path})"

@@ -249,3 +249,325 @@ def registered_version(uri: str, settings: Settings | None = None) -> Registered
         tags=tags,
         params=params,
     )
+
+
+# --- Aliases, promotion audit, rollback and export (the gate's side of the registry) ---------------
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+# One registered-model tag per change of `champion`: `audit.000001` → a PromotionRecord as JSON.
+AUDIT_TAG_PREFIX = "audit."
+PROMOTION_LOCK_TIMEOUT_S = 120.0
+# Run tags written by the train stage that describe the data and code; copied onto the version.
+LINEAGE_RUN_TAGS = (
+    "git_commit",
+    "model_type",
+    "data_raw_md5",
+    "data_sha256",
+    "data_rows",
+    "data_train_rows",
+    "data_test_rows",
+)
+
+
+class RegistryError(TrackingError):
+    """A registry operation cannot proceed (no such alias or version, a stale gate verdict, …)."""
+
+
+class ModelUnavailableError(RegistryError):
+    """A registered version exists but its model cannot be loaded (artifact missing or corrupt)."""
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A registered model version: which one, its run, aliases and tags."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def _client(settings: Settings) -> MlflowClient:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+
+
+@contextlib.contextmanager
+def _store_errors(settings: Settings, doing: str) -> Iterator[None]:
+    """Turn a failing or unreachable tracking store into one clear TrackingError."""
+    import requests
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except RegistryError:
+        raise
+    except MlflowException as exc:
+        raise TrackingError(f"{doing}: MLflow store {settings.mlflow_tracking_uri!r}: {exc.message}") from None
+    except (requests.RequestException, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        raise TrackingError(
+            f"{doing}: MLflow store {settings.mlflow_tracking_uri!r} is not reachable: {exc} "
+            "(set MLFLOW_TRACKING_URI to a reachable store)"
+        ) from None
+
+
+def _is_missing(exc: MlflowException) -> bool:
+    return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+def _ref(found: Any) -> VersionRef:
+    return VersionRef(
+        name=found.name,
+        version=str(found.version),
+        run_id=found.run_id or "",
+        aliases=tuple(getattr(found, "aliases", ()) or ()),
+        tags=dict(found.tags or {}),
+    )
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> VersionRef | None:
+    try:
+        return _ref(client.get_model_version_by_alias(name, alias))
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return None
+        raise
+
+
+def find_alias(settings: Settings, alias: str) -> VersionRef | None:
+    """The version an alias points at, or None when the alias (or the model) does not exist."""
+    with _store_errors(settings, f"looking up {settings.registered_model}@{alias}"):
+        return _alias_version(_client(settings), settings.registered_model, alias)
+
+
+def get_version(settings: Settings, ref: str) -> VersionRef:
+    """A version by number (`3`, `v3`) or by alias (`champion`); a clear error when there is none."""
+    name = settings.registered_model
+    number = ref.removeprefix("v")
+    with _store_errors(settings, f"looking up {name} {ref}"):
+        client = _client(settings)
+        if number.isdigit():
+            try:
+                return _ref(client.get_model_version(name, number))
+            except MlflowException as exc:
+                if _is_missing(exc):
+                    raise RegistryError(f"{name} has no version {number} in {settings.mlflow_tracking_uri!r}") from None
+                raise
+        found = _alias_version(client, name, ref)
+    if found is None:
+        raise RegistryError(f"no version of {name} has the alias {ref!r} in {settings.mlflow_tracking_uri!r}")
+    return found
+
+
+def set_alias(settings: Settings, alias: str, version: str) -> None:
+    with _store_errors(settings, f"setting {settings.registered_model}@{alias}"):
+        _client(settings).set_registered_model_alias(settings.registered_model, alias, version)
+
+
+def delete_alias(settings: Settings, alias: str) -> None:
+    with _store_errors(settings, f"deleting {settings.registered_model}@{alias}"):
+        client = _client(settings)
+        if _alias_version(client, settings.registered_model, alias) is not None:
+            client.delete_registered_model_alias(settings.registered_model, alias)
+
+
+def set_version_tags(settings: Settings, version: str, tags: Mapping[str, str]) -> None:
+    with _store_errors(settings, f"tagging {settings.registered_model} version {version}"):
+        client = _client(settings)
+        for key, value in tags.items():
+            client.set_model_version_tag(settings.registered_model, version, key, str(value))
+
+
+def mark_challenger(settings: Settings, version: str, run_id: str, tags: Mapping[str, str]) -> None:
+    """Tag a freshly evaluated version with its lineage (the run's data and code tags plus `tags`)
+    and point the `challenger` alias at it. Never touches `champion`."""
+    with _store_errors(settings, f"marking {settings.registered_model} version {version} as challenger"):
+        run_tags = _client(settings).get_run(run_id).data.tags
+    lineage = {key: run_tags[key] for key in LINEAGE_RUN_TAGS if key in run_tags}
+    set_version_tags(settings, version, {**lineage, **tags})
+    set_alias(settings, CHALLENGER, version)
+
+
+def load_version(settings: Settings, ref: VersionRef) -> Any:
+    """The native sklearn pipeline of a version; ModelUnavailableError when its artifact cannot be loaded."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        return mlflow.sklearn.load_model(ref.uri)
+    except Exception as exc:  # any failure to fetch or unpickle means the same: this model cannot serve
+        message = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+        raise ModelUnavailableError(f"{ref.name} version {ref.version} cannot be loaded: {message}") from None
+
+
+def download_version(settings: Settings, ref: VersionRef, destination: Path) -> Path:
+    """Copy a version's MLflow model directory (MLmodel, model.pkl, code/, …) into `destination`."""
+    import mlflow.artifacts
+
+    destination.mkdir(parents=True, exist_ok=True)
+    with _store_errors(settings, f"downloading {ref.uri}"):
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(destination)))
+    if not (local / "MLmodel").is_file():
+        raise ModelUnavailableError(f"{ref.uri}: downloaded artifacts have no MLmodel file")
+    return local
+
+
+def _lock_file(tracking_uri: str) -> Path | None:
+    """Where the promotion lock lives for a local store; None for a tracking server."""
+    from urllib.parse import unquote, urlparse
+
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(unquote(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]))
+        return database.with_name(database.name + ".promote.lock")
+    if tracking_uri.startswith("file:"):
+        return Path(unquote(urlparse(tracking_uri).path)) / ".promote.lock"
+    if "://" not in tracking_uri:
+        return Path(tracking_uri) / ".promote.lock"
+    return None
+
+
+@contextlib.contextmanager
+def _promotion_lock(settings: Settings) -> Iterator[None]:
+    """Serialise alias changes on one store: an exclusive file lock beside a local store. A tracking
+    server has no lock API; there the compare-and-set in `promote` still refuses a stale verdict,
+    and CI must run promotions one at a time (a GitHub Actions `concurrency` group)."""
+    import fcntl
+    import time
+
+    path = _lock_file(settings.mlflow_tracking_uri)
+    if path is None:
+        log.warning("no cross-process lock for %s; relying on compare-and-set", settings.mlflow_tracking_uri)
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        deadline = time.monotonic() + PROMOTION_LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RegistryError(
+                        f"{path}: another promotion has held the lock for {PROMOTION_LOCK_TIMEOUT_S:.0f}s"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _audit_records(client: MlflowClient, name: str) -> list[Any]:
+    from spamfilter.audit import PromotionRecord
+
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException as exc:
+        if _is_missing(exc):
+            return []
+        raise
+    records = [
+        PromotionRecord.model_validate_json(value) for key, value in tags.items() if key.startswith(AUDIT_TAG_PREFIX)
+    ]
+    return sorted(records, key=lambda record: record.seq)
+
+
+def promotion_history(settings: Settings) -> list[Any]:
+    """Every change of `champion` recorded in the registry (PromotionRecord), oldest first."""
+    with _store_errors(settings, f"reading the promotion history of {settings.registered_model}"):
+        return _audit_records(_client(settings), settings.registered_model)
+
+
+def _switch_champion(
+    client: MlflowClient, name: str, version: str, previous: str | None, record_fields: Mapping[str, Any]
+) -> Any:
+    """Move `champion` to `version` and append the audit record; put the alias back if recording fails."""
+    from datetime import UTC, datetime
+
+    from spamfilter.audit import PromotionRecord
+
+    records = _audit_records(client, name)
+    record = PromotionRecord(
+        seq=(records[-1].seq + 1) if records else 1,
+        version=version,
+        previous=previous,
+        at=datetime.now(UTC).isoformat(timespec="seconds"),
+        **record_fields,
+    )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    try:
+        client.set_registered_model_tag(name, f"{AUDIT_TAG_PREFIX}{record.seq:06d}", record.model_dump_json())
+    except Exception:
+        if previous is None:
+            client.delete_registered_model_alias(name, CHAMPION)
+        else:
+            client.set_registered_model_alias(name, CHAMPION, previous)
+        raise
+    now = _alias_version(client, name, CHAMPION)
+    if now is None or now.version != version:
+        raise RegistryError(f"{name}@{CHAMPION} is v{now.version if now else None} after setting it to v{version}")
+    return record
+
+
+def promote(
+    settings: Settings, version: str, expected_champion: str | None, actor: str, reason: str, gate: Mapping[str, Any]
+) -> Any:
+    """Compare-and-set: move `champion` to `version` only if it still points at `expected_champion`
+    (the version the gate judged against; None for no champion), under the store's promotion lock.
+    Records who, when, why and the gate verdict in the registry. Returns the PromotionRecord."""
+    name = settings.registered_model
+    with _store_errors(settings, f"promoting {name} version {version}"), _promotion_lock(settings):
+        client = _client(settings)
+        client.get_model_version(name, version)
+        current = _alias_version(client, name, CHAMPION)
+        current_version = current.version if current else None
+        if current_version != expected_champion:
+            judged = f"v{expected_champion}" if expected_champion else "no champion"
+            raise RegistryError(
+                f"{name}@{CHAMPION} is now {f'v{current_version}' if current_version else 'unset'}, but the gate "
+                f"judged v{version} against {judged}; run `spamfilter gate` again. Champion unchanged."
+            )
+        if current_version == version:
+            raise RegistryError(f"{name} version {version} is already the champion")
+        return _switch_champion(
+            client,
+            name,
+            version,
+            current_version,
+            {"action": "promote", "actor": actor, "reason": reason, "gate": dict(gate)},
+        )
+
+
+def rollback(settings: Settings, actor: str, reason: str, to_version: str | None = None) -> Any:
+    """Move `champion` back to the previous champion by the audit trail (or to `to_version`),
+    recording the rollback. Returns the PromotionRecord."""
+    from spamfilter.audit import rollback_target
+
+    name = settings.registered_model
+    with _store_errors(settings, f"rolling back {name}@{CHAMPION}"), _promotion_lock(settings):
+        client = _client(settings)
+        current = _alias_version(client, name, CHAMPION)
+        current_version = current.version if current else None
+        target = (
+            to_version.removeprefix("v")
+            if to_version
+            else rollback_target(_audit_records(client, name), current_version)
+        )
+        if target is None:
+            raise RegistryError(f"{name}: no earlier champion to roll back to (see `spamfilter history`)")
+        if target == current_version:
+            raise RegistryError(f"{name} version {target} is already the champion")
+        try:
+            client.get_model_version(name, target)
+        except MlflowException as exc:
+            if _is_missing(exc):
+                raise RegistryError(f"{name} has no version {target} to roll back to") from None
+            raise
+        return _switch_champion(
+            client, name, target, current_version, {"action": "rollback", "actor": actor, "reason": reason}
+        )

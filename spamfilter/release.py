@@ -1,0 +1,270 @@
+"""The release flow at the edges: gate → promote → export, and rollback.
+
+* `run_gate` scores the challenger and the champion on the current held-out split with the same
+  functions as the evaluate stage, and applies the pure rules of `spamfilter.gate`.
+* `write_gate_outputs` records the verdict (`reports/gate.json`, and `deploy_needed` for GitHub Actions).
+* `promote_from_report` acts on a recorded verdict: only a passed one, and only if the champion is
+  still the version the gate judged against (compare-and-set in `spamfilter.registry`).
+* `export_bundle` writes a version as a serving bundle (`spamfilter.bundle`).
+
+The command-line handlers in `spamfilter.cli` are thin wrappers around these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from spamfilter import audit, bundle, data, files, gate, metrics
+from spamfilter.config import GateParams, Params, Settings, flatten
+from spamfilter.model import model_threshold, spam_probability
+
+log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def score(model: Any, texts: list[str], truth: list[str]) -> dict[str, float]:
+    """The evaluate stage's held-out metrics of `model` on these texts."""
+    probabilities = spam_probability(model, texts)
+    predicted = [str(label) for label in model.predict(texts)]
+    return metrics.classification_metrics(truth, predicted, probabilities)
+
+
+def read_held_out(path: Path) -> tuple[list[str], list[str], str]:
+    """Texts, labels and sha256 of a held-out split written by the ingest stage."""
+    content = path.read_text(encoding="utf-8")
+    texts, truth = data.texts_and_labels(data.from_jsonl(content, str(path)))
+    if not texts:
+        raise data.DataError(f"{path}: the held-out split is empty")
+    return texts, truth, hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+def run_gate(
+    settings: Settings,
+    params: GateParams,
+    test_path: Path,
+    challenger_ref: str = "challenger",
+    treat_missing_champion_as_absent: bool = False,
+) -> gate.GateReport:
+    """Judge the challenger against the champion on `test_path`. Touches no alias: errors (no
+    challenger, store unreachable, challenger unloadable) raise; a verdict either way returns."""
+    from spamfilter import registry
+
+    texts, truth, sha256 = read_held_out(test_path)
+    challenger = registry.get_version(settings, challenger_ref)
+    champion = registry.find_alias(settings, registry.CHAMPION)
+    challenger_metrics = score(registry.load_version(settings, challenger), texts, truth)
+
+    champion_metrics: dict[str, float] | None = None
+    status: gate.ChampionStatus = "absent"
+    problem: str | None = None
+    if champion is not None:
+        try:
+            if champion.version == challenger.version:
+                champion_metrics = challenger_metrics
+            else:
+                champion_metrics = score(registry.load_version(settings, champion), texts, truth)
+            status = "present"
+        except registry.ModelUnavailableError as exc:
+            problem = str(exc)
+            status = "treated_as_absent" if treat_missing_champion_as_absent else "unloadable"
+            log.warning("champion %s", problem)
+
+    verdict = gate.judge(
+        challenger_metrics,
+        champion_metrics,
+        len(texts),
+        params,
+        champion_problem=problem if status == "unloadable" else None,
+    )
+    return gate.GateReport(
+        registered_model=settings.registered_model,
+        decision=verdict.decision,
+        deploy_needed=verdict.promote,
+        reason=verdict.reason,
+        challenger=gate.JudgedVersion(
+            version=challenger.version,
+            run_id=challenger.run_id,
+            alias=challenger_ref if not challenger_ref.removeprefix("v").isdigit() else None,
+            metrics=challenger_metrics,
+        ),
+        champion=None
+        if champion is None
+        else gate.JudgedVersion(
+            version=champion.version, run_id=champion.run_id, alias=registry.CHAMPION, metrics=champion_metrics or {}
+        ),
+        champion_status=status,
+        champion_problem=problem,
+        test_set=gate.HeldOutSet(path=str(test_path), rows=len(texts), sha256=sha256),
+        primary_metric=verdict.primary_metric,
+        rules=verdict.rules,
+        params=params,
+        evaluated_at=now_iso(),
+    )
+
+
+def github_output_lines(report: gate.GateReport) -> str:
+    champion = report.champion.version if report.champion else ""
+    return (
+        f"deploy_needed={'true' if report.deploy_needed else 'false'}\n"
+        f"challenger_version={report.challenger.version}\n"
+        f"champion_version={champion}\n"
+    )
+
+
+def write_gate_outputs(report: gate.GateReport, report_path: Path, github_output: str | None) -> None:
+    """`reports/gate.json` (atomically) and, in GitHub Actions, the step outputs."""
+    files.write_json(report_path, json.loads(report.model_dump_json()))
+    if github_output:
+        with open(github_output, "a", encoding="utf-8") as handle:
+            handle.write(github_output_lines(report))
+
+
+def record_verdict(settings: Settings, report: gate.GateReport) -> None:
+    """Tag the judged version with the verdict, so the registry shows rejected challengers too."""
+    from spamfilter import registry
+
+    registry.set_version_tags(
+        settings,
+        report.challenger.version,
+        {
+            "gate.decision": report.decision,
+            "gate.evaluated_at": report.evaluated_at,
+            "gate.champion": report.champion.version if report.champion else "",
+            "gate.test_sha256": report.test_set.sha256,
+        },
+    )
+
+
+def read_gate_report(path: Path) -> gate.GateReport:
+    from pydantic import ValidationError
+
+    from spamfilter import registry
+
+    try:
+        return gate.GateReport.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise registry.RegistryError(f"{path}: no gate report; run `spamfilter gate` first") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise registry.RegistryError(f"{path}: not a gate report ({problems})") from None
+
+
+def promote_from_report(
+    settings: Settings, report_path: Path, actor: str, reason: str | None = None, if_passed: bool = False
+) -> audit.PromotionRecord | None:
+    """Promote the version a gate report judged, if the gate passed it. None when the gate rejected
+    and `if_passed`; a rejected verdict is otherwise an error. `champion` is untouched unless promoted."""
+    from spamfilter import registry
+
+    report = read_gate_report(report_path)
+    if report.registered_model != settings.registered_model:
+        raise registry.RegistryError(
+            f"{report_path} judged {report.registered_model!r}, but SPAM_REGISTERED_MODEL is {settings.registered_model!r}"
+        )
+    if report.decision != "promote":
+        if if_passed:
+            return None
+        raise registry.RegistryError(
+            f"{report_path}: the gate rejected v{report.challenger.version} ({report.reason}); champion unchanged"
+        )
+    return registry.promote(
+        settings,
+        report.challenger.version,
+        expected_champion=report.champion.version if report.champion else None,
+        actor=actor,
+        reason=reason or f"gate: {report.reason}",
+        gate=audit.gate_summary(json.loads(report.model_dump_json())),
+    )
+
+
+def export_bundle(settings: Settings, ref: str, destination: Path) -> bundle.BundleMetadata:
+    """Write the version named by `ref` (alias or number) as a serving bundle at `destination`."""
+    from spamfilter import registry
+
+    version = registry.get_version(settings, ref)
+    details = registry.registered_version(version.uri, settings)
+    with tempfile.TemporaryDirectory(
+        prefix=".export-", dir=destination.parent if destination.parent.exists() else None
+    ) as tmp:
+        model_dir = registry.download_version(settings, version, Path(tmp) / "download")
+        threshold = model_threshold(registry.load_sklearn_model(str(model_dir)))
+        tags = {**details.tags, **version.tags}  # the version's lineage tags, else the run's
+        meta = bundle.BundleMetadata(
+            name=version.name,
+            version=version.version,
+            alias=None if ref.removeprefix("v").isdigit() else ref,
+            run_id=version.run_id,
+            model_uri=version.uri,
+            metrics={key: float(details.metrics[key]) for key in metrics.METRIC_KEYS if key in details.metrics},
+            threshold=threshold,
+            trained_at=details.trained_at,
+            exported_at=now_iso(),
+            data_fingerprint=bundle.DataFingerprint(
+                raw_md5=tags.get("data_raw_md5", ""),
+                dataset_sha256=tags.get("data_sha256", ""),
+                rows=_int(tags.get("data_rows")),
+                train_rows=_int(tags.get("data_train_rows")),
+                test_rows=_int(tags.get("data_test_rows")),
+            ),
+            params=bundle.param_values(details.params),
+        )
+        bundle.write_bundle(destination, model_dir, meta)
+    return meta
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
+
+
+def summary(metrics_path: Path, report_path: Path, bundle_path: Path) -> str:
+    """What `make run` prints at the end: the held-out metrics, the gate's verdict, the bundle."""
+    lines = []
+    if metrics_path.is_file():
+        scores: Mapping[str, Any] = files.read_json(metrics_path)
+        shown = ", ".join(
+            f"{key} {scores[key]:.4f}" for key in ("f1", "mcc", "roc_auc", "blocked_ham_rate") if key in scores
+        )
+        lines.append(f"metrics ({scores.get('test_rows', '?')} held-out messages): {shown}")
+    if report_path.is_file():
+        report = read_gate_report(report_path)
+        lines.append(f"gate: {report.decision.upper()} v{report.challenger.version} — {report.reason}")
+    if (bundle_path / bundle.METADATA_FILE).is_file():
+        meta = bundle.read_bundle_metadata(bundle_path)
+        lines.append(f"bundle: {bundle_path} = {meta.name} v{meta.version} ({meta.alias or 'by version'})")
+    else:
+        lines.append(f"bundle: none at {bundle_path}")
+    return "\n".join(lines)
+
+
+def version_tags(dvc_lock: str, params: Params, scores: Mapping[str, float]) -> dict[str, str]:
+    """Registry tags for a freshly evaluated version: the pipeline state it came from (md5 of
+    `dvc.lock` as the evaluate stage sees it, the md5 DVC recorded for the trained model, a hash
+    of the params that change results) and its held-out metrics."""
+    lock = yaml.safe_load(dvc_lock) if dvc_lock else None
+    train_outs = ((lock or {}).get("stages") or {}).get("train", {}).get("outs") or []
+    model_md5 = next(
+        (str(out.get("md5", "")) for out in train_outs if str(out.get("path", "")).endswith(".joblib")), ""
+    )
+    result_params = flatten(params.model_dump(mode="json", exclude={"gate", "monitor"}))
+    return {
+        "dvc_lock_md5": hashlib.md5(dvc_lock.encode("utf-8")).hexdigest() if dvc_lock else "",
+        "dvc_model_md5": model_md5,
+        "params_sha256": hashlib.sha256(json.dumps(result_params, sort_keys=True).encode("utf-8")).hexdigest(),
+        "evaluated_at": now_iso(),
+        **{f"metric.{key}": f"{value:.6f}" for key, value in scores.items()},
+    }
