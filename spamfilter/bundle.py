@@ -19,13 +19,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spamfilter import files
+from spamfilter.errors import SpamfilterError
 
 MODEL_DIR = "model"
 METADATA_FILE = "metadata.json"
 MODEL_CARD_FILE = "model_card.md"
 
 
-class BundleError(ValueError):
+class BundleError(SpamfilterError, ValueError):
     """A bundle directory is missing or malformed; the message names the file and field."""
 
 

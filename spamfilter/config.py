@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from spamfilter.errors import SpamfilterError
 from spamfilter.text import StemmerName
 
 ModelName = Literal["mnb", "complement_nb", "logreg", "linear_svm"]
@@ -172,7 +173,7 @@ class Params(_Strict):
     monitor: MonitorParams = MonitorParams()
 
 
-class ConfigError(ValueError):
+class ConfigError(SpamfilterError, ValueError):
     """A configuration file is missing or invalid; the message names the file and key."""
 
 

@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass, field
 
 from sklearn.model_selection import train_test_split
 
+from spamfilter.errors import SpamfilterError
+
 LABELS = ("ham", "spam")
 _BOM = b"\xef\xbb\xbf"
 
 
-class DataError(ValueError):
+class DataError(SpamfilterError, ValueError):
     """Input data cannot be used; the message says which file and line, and why."""
 
 

@@ -6,13 +6,12 @@ import logging
 import sys
 from collections.abc import Callable
 
-from spamfilter.config import ConfigError
-from spamfilter.data import DataError
+from spamfilter.errors import SpamfilterError
 
 log = logging.getLogger("spamfilter")
 
 # Errors that describe bad input or environment: reported as one clear message, no traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, DataError, FileNotFoundError, PermissionError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (SpamfilterError, FileNotFoundError, PermissionError)
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -28,16 +27,9 @@ def configure_logging(verbose: bool = False) -> None:
 def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Run an entry point: configure logging, turn expected errors into `error: …` and exit 1."""
     configure_logging()
-    expected = EXPECTED_ERRORS
-    try:
-        from spamfilter.registry import TrackingError  # imported lazily: mlflow is slow to import
-
-        expected = (*expected, TrackingError)
-    except ImportError:  # pragma: no cover - mlflow is a runtime dependency
-        pass
     try:
         return int(main(argv) or 0)
-    except expected as exc:
+    except EXPECTED_ERRORS as exc:
         message = str(exc)
         if isinstance(exc, FileNotFoundError) and exc.filename:
             message = f"{exc.filename}: file not found"

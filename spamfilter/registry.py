@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 import spamfilter
 from spamfilter.config import Settings
+from spamfilter.errors import SpamfilterError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ MODEL_ARTIFACT = "model"
 SERVING_PACKAGES = ("scikit-learn", "nltk", "numpy", "scipy", "pandas")
 
 
-class TrackingError(RuntimeError):
+class TrackingError(SpamfilterError, RuntimeError):
     """The tracking store cannot be used; the message names the store and what to do."""
 
 
