@@ -54,8 +54,20 @@ run: data repro ## Set up and run the whole pipeline on the embedded defaults, t
 	@$(BIN)/dvc metrics show
 	@echo "MLflow runs: $(MLFLOW_TRACKING_URI) (make mlflow-ui); model: models/model.joblib"
 
+# Debian packages the tests and benchmarks use: the page test drives chromium through chromedriver,
+# bench-serve loads the API with wrk. Installed when missing and we may (root with apt-get).
+APT_TEST_PACKAGES := chromium chromium-driver
+APT_BENCH_PACKAGES := wrk
+
+.PHONY: test-tools
+test-tools: ## Install the Debian packages the tests need (chromium, chromium-driver) if missing
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_TEST_PACKAGES); \
+	  else echo "note: install $(APT_TEST_PACKAGES) to run the page test (it skips without them)"; fi; }
+
 .PHONY: test
-test: setup-dev ## Set up and run the whole test suite
+test: setup-dev test-tools ## Set up and run the whole test suite
 	$(BIN)/pytest
 
 .PHONY: test-unit
@@ -76,6 +88,15 @@ format: setup-dev ## Apply ruff fixes and formatting
 bench: setup-dev data ## Run the benchmarks under bench/ and print their figures
 	$(PY) bench/quality.py
 	$(PY) bench/pipeline.py
+
+.PHONY: serve
+serve: setup ## Run the API on the exported bundle (MODEL_URI=bundle; see README "Serving API")
+	$(PY) -m api
+
+.PHONY: bench-serve
+bench-serve: setup-dev ## Benchmark the API against `mlflow models serve` (needs wrk: installed if missing)
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_BENCH_PACKAGES); }
+	$(PY) bench/serve.py
 
 .PHONY: mlflow-ui
 mlflow-ui: setup ## Open the MLflow UI on the local tracking store (http://127.0.0.1:$(MLFLOW_PORT))
