@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
-from spamfilter import data, entry, files, metrics, plots
+from spamfilter import data, entry, files, metrics, plots, profile
 from spamfilter.config import Settings
-from spamfilter.model import spam_probability
+from spamfilter.model import model_threshold, spam_probability
 
 log = logging.getLogger("stages.evaluate")
 
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
     parser.add_argument("--plots-dir", type=Path, default=Path("reports/plots"))
     parser.add_argument("--behavioural", type=Path, default=Path("reports/behavioural.json"))
+    parser.add_argument("--train", type=Path, default=Path("data/processed/train.jsonl"))
+    parser.add_argument("--profile", type=Path, default=Path("models/reference_profile.json"))
     args = parser.parse_args(argv)
 
     messages = data.from_jsonl(args.test.read_text(encoding="utf-8"), str(args.test))
@@ -51,6 +53,21 @@ def main(argv: list[str] | None = None) -> int:
     files.write_json(args.plots_dir / "confusion.json", metrics.confusion_rows(truth, predicted))
     files.write_json(args.behavioural, behavioural)
     files.write_json(args.metrics, {**scores, "test_rows": len(texts), "confusion": counts})
+    # What `spamfilter monitor` compares production traffic against.
+    train_texts, train_labels = data.texts_and_labels(
+        data.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
+    )
+    reference_profile = profile.build_profile(
+        train_texts,
+        train_labels,
+        probabilities,
+        truth,
+        predicted,
+        scores,
+        model_threshold(model),
+        model=files.read_json(args.run_info),
+    )
+    files.write_json(args.profile, reference_profile)
 
     run_info = files.read_json(args.run_info)
     from spamfilter import registry  # mlflow is slow to import: only when logging

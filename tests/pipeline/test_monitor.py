@@ -1,0 +1,179 @@
+"""`spamfilter feed` and `spamfilter monitor` in an isolated copy of the repo after a real `dvc repro`:
+the reference profile as a DVC output, batches that the next repro merges, the prediction log
+(with corrupt rows), the reports and GITHUB_OUTPUT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import text
+
+from spamfilter import cli, predlog
+from tests.conftest import Project, make_messages, make_project, write_tsv
+
+pytestmark = pytest.mark.slow
+MESSAGES = make_messages(n_ham=400, n_spam=100, seed=3)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = tmp_path_factory.mktemp("monitor")
+    corpus = write_tsv(root / "corpus.tsv", MESSAGES)
+    project = make_project(root / "repo", {"SPAM_DATA": str(corpus)})
+    project.spamfilter("data")
+    project.dvc("repro")
+    return project
+
+
+def read_json(project: Project, path: str) -> dict:
+    return json.loads((project.root / path).read_text())
+
+
+def monitor(
+    project: Project, *args: str, check: bool = True, github_output: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = dict(project.env)
+    if github_output is not None:
+        env["GITHUB_OUTPUT"] = str(github_output)
+    saved, project.env = project.env, env
+    try:
+        return project.spamfilter("monitor", *args, check=check)
+    finally:
+        project.env = saved
+
+
+def test_reference_profile_is_an_output_of_evaluate(built: Project) -> None:
+    lock = yaml.safe_load((built.root / "dvc.lock").read_text())
+    outs = {out["path"] for out in lock["stages"]["evaluate"]["outs"]}
+    assert "models/reference_profile.json" in outs
+    deps = {dep["path"] for dep in lock["stages"]["evaluate"]["deps"]}
+    assert {"data/processed/train.jsonl", "spamfilter/profile.py"} <= deps
+    profile = read_json(built, "models/reference_profile.json")
+    stats = read_json(built, "reports/data_stats.json")
+    metrics = read_json(built, "reports/metrics.json")
+    assert profile["texts"]["messages"] == stats["train_rows"]
+    assert len(profile["descriptors"]["length"]["values"]) == stats["train_rows"]
+    assert len(profile["scores"]["values"]) == stats["test_rows"]
+    assert profile["metrics"]["f1"] == metrics["f1"]
+    assert profile["model"]["run_id"] == read_json(built, "models/training_run.json")["run_id"]
+
+
+def test_empty_log_is_insufficient_data_not_an_error(
+    built: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process (the command's own code, without another interpreter start-up).
+    output = tmp_path / "github_output"
+    output.write_text("earlier=kept\n")
+    monkeypatch.chdir(built.root)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.delenv("PREDICTION_LOG_URL", raising=False)
+    assert cli.main(["monitor"]) == 0
+    stdout = capsys.readouterr().out
+    assert "insufficient data: 0 messages in the window" in stdout
+    assert "retrain_needed=false" in stdout
+    assert (
+        output.read_text() == "earlier=kept\nretrain_needed=false\nmonitor_status=insufficient_data\nretrain_reasons=\n"
+    )
+    assert not (built.root / "predictions.db").exists()  # looking did not create an empty log
+    report = read_json(built, "reports/monitor.json")
+    assert report["status"] == "insufficient_data" and report["retrain_needed"] is False
+    assert "insufficient data" in (built.root / "reports/monitor.html").read_text()
+
+
+def test_missing_profile_names_the_stage_that_makes_it(
+    built: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(built.root)
+    assert cli.main(["monitor", "--profile", "models/missing_profile.json"]) == 1
+    stderr = capsys.readouterr().err
+    assert "models/missing_profile.json: reference profile not found" in stderr
+    assert "`evaluate` stage" in stderr and "dvc repro" in stderr
+    assert not (built.root / "predictions.db").exists()
+
+
+def test_prediction_log_window_skips_corrupt_rows(built: Project, tmp_path: Path) -> None:
+    url = f"sqlite:///{built.root / 'log.db'}"
+    engine = predlog.connect(url)
+    start = datetime.now(UTC) - timedelta(hours=2)
+    records = [
+        predlog.PredictionRecord(
+            str(uuid.uuid4()),
+            start + timedelta(seconds=i),
+            "1",
+            len(message),
+            predlog.text_sha256(message),
+            0.9 if label == "spam" else 0.02,
+            label,
+            message,
+        )
+        for i, (label, message) in enumerate(MESSAGES[:200])
+    ]
+    predlog.insert_predictions(engine, records)
+    for record, (label, _) in zip(records[:120], MESSAGES[:120], strict=True):
+        predlog.insert_feedback(engine, record.id, label)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO predictions VALUES ('x1', 'yesterday', '1', 4, 'h', 0.5, 'spam', NULL)"))
+        connection.execute(
+            text("INSERT INTO predictions VALUES ('x2', '2999-01-01 00:00:00', '1', 4, 'h', 'high', 'spam', NULL)")
+        )
+    engine.dispose()
+    output = tmp_path / "github_output"
+    result = monitor(built, "--log-url", url, "--last", "500", github_output=output)
+    report = read_json(built, "reports/monitor.json")
+    assert report["window"]["size"] == 200
+    assert report["window"]["labelled"] == 120
+    assert report["window"]["skipped_rows"] == 2
+    assert "2 corrupt rows skipped" in result.stdout
+    assert {c["name"] for c in report["checks"]} >= {"vocabulary", "domain_classifier", "quality:recall"}
+    decision = "true" if report["retrain_needed"] else "false"
+    assert f"retrain_needed={decision}\n" in output.read_text()
+    assert f"retrain_needed={decision}" in result.stdout
+
+
+def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
+    result = built.spamfilter("feed", "--n", "150", "--drift", "new_campaign", "--strength", "0.5", "--seed", "7")
+    assert "150 messages" in result.stdout
+    (batch,) = (built.root / "data/new").glob("batch-*-new_campaign.tsv")
+    output = tmp_path / "github_output"
+    result = monitor(built, "--batch", "data/new", "--json", "reports/batch.json", github_output=output)
+    report = read_json(built, "reports/batch.json")
+    assert report["window"]["size"] == 150 and report["window"]["labelled"] == 150
+    assert str(batch.relative_to(built.root)) in report["window"]["source"]
+    assert report["retrain_needed"] is True
+    fired = {c["name"] for c in report["checks"] if c["drifted"]}
+    assert {"label_spam_rate", "vocabulary"} <= fired
+    lines = output.read_text().splitlines()
+    assert lines[0] == "retrain_needed=true" and lines[1] == "monitor_status=drift"
+    assert "vocabulary" in lines[2]
+    assert "<img" in (built.root / "reports/monitor.html").read_text()
+
+
+def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spamfilter import files, registry
+
+    monkeypatch.chdir(built.root)
+    registry.save_model(files.load_joblib("models/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
+    assert cli.main(["monitor", "--batch", "data/new", "--model", "bundle", "--json", "reports/bundle.json"]) == 0
+    scores = {
+        name: next(c for c in read_json(built, f"reports/{name}.json")["checks"] if c["name"] == "score_distribution")
+        for name in ("batch", "bundle")  # batch.json: the same batches scored with models/model.joblib
+    }
+    assert scores["bundle"]["details"]["current_hist"] == scores["batch"]["details"]["current_hist"]
+
+
+def test_ingest_merges_the_batches(built: Project) -> None:
+    """What the next `dvc repro` does first (the ingest stage's own command, without retraining)."""
+    before = read_json(built, "reports/data_stats.json")
+    built.python("stages/ingest.py")
+    after = read_json(built, "reports/data_stats.json")
+    assert after["new_batch_rows"] == 150
+    assert after["bad_rows"] == 0
+    # The campaign's messages are new; the rest were sampled from the corpus and are duplicates.
+    assert after["rows"] == before["rows"] + 75
+    assert after["duplicates_dropped"] == 75
