@@ -235,7 +235,7 @@ def start_server(workdir: Path, overrides: dict[str, str], wait: bool = True) ->
     return server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bundle_server(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> Iterator[Server]:
     """Two workers serving a copy of the bundle (the image's default MODEL_URI), with an API key,
     texts logged, and small limits."""
