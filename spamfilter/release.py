@@ -81,6 +81,7 @@ def run_gate(
             status = "treated_as_absent" if treat_missing_champion_as_absent else "unloadable"
             log.warning("champion %s", problem)
 
+    same = champion is not None and champion.version == challenger.version
     verdict = gate.judge(
         challenger_metrics,
         champion_metrics,
@@ -92,7 +93,7 @@ def run_gate(
         registered_model=settings.registered_model,
         decision=verdict.decision,
         deploy_needed=verdict.promote,
-        reason=verdict.reason,
+        reason=f"v{challenger.version} is already the champion; {verdict.reason}" if same else verdict.reason,
         challenger=gate.JudgedVersion(
             version=challenger.version,
             run_id=challenger.run_id,
@@ -132,9 +133,12 @@ def write_gate_outputs(report: gate.GateReport, report_path: Path, github_output
 
 
 def record_verdict(settings: Settings, report: gate.GateReport) -> None:
-    """Tag the judged version with the verdict, so the registry shows rejected challengers too."""
+    """Tag the judged version with the verdict, so the registry shows rejected challengers too
+    (not when it is already the champion: its tags keep the verdict that promoted it)."""
     from spamfilter import registry
 
+    if report.champion is not None and report.champion.version == report.challenger.version:
+        return
     registry.set_version_tags(
         settings,
         report.challenger.version,

@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from spamfilter import data, entry, files, metrics, plots, profile
-from spamfilter.config import Settings
+from spamfilter import data, entry, files, metrics, plots, profile, release
+from spamfilter.config import Settings, load_params
 from spamfilter.model import model_threshold, spam_probability
 
 log = logging.getLogger("stages.evaluate")
@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--behavioural", type=Path, default=Path("reports/behavioural.json"))
     parser.add_argument("--train", type=Path, default=Path("data/processed/train.jsonl"))
     parser.add_argument("--profile", type=Path, default=Path("models/reference_profile.json"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"))
     args = parser.parse_args(argv)
 
     messages = data.from_jsonl(args.test.read_text(encoding="utf-8"), str(args.test))
@@ -72,12 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     run_info = files.read_json(args.run_info)
     from spamfilter import registry  # mlflow is slow to import: only when logging
 
+    settings = Settings()
     registry.log_evaluation(
-        Settings(),
+        settings,
         run_info["run_id"],
         scores,
         artifacts=[args.metrics, args.behavioural, *(args.plots_dir / name for name in plot_files)],
         tags={"behavioural_checks": "pass" if all(c.passed for c in checks) else "fail"},
+    )
+    # The new version becomes the `challenger` the gate judges; `champion` is the gate's to move.
+    dvc_lock = args.dvc_lock.read_text(encoding="utf-8") if args.dvc_lock.is_file() else ""
+    registry.mark_challenger(
+        settings.model_copy(update={"registered_model": run_info["registered_model"]}),
+        run_info["model_version"],
+        run_info["run_id"],
+        release.version_tags(dvc_lock, load_params(args.params), scores),
     )
     summary = ", ".join(f"{key} {scores[key]:.4f}" for key in ("f1", "mcc", "roc_auc", "blocked_ham_rate"))
     log.info("held-out (%d messages): %s", len(texts), summary)
