@@ -50,9 +50,41 @@ repro: setup ## Run the DVC pipeline (only what changed)
 	$(BIN)/dvc repro
 
 .PHONY: run
-run: data repro ## Set up and run the whole pipeline on the embedded defaults, then print the metrics
-	@$(BIN)/dvc metrics show
-	@echo "MLflow runs: $(MLFLOW_TRACKING_URI) (make mlflow-ui); model: models/model.joblib"
+run: data repro ## Set up, run the pipeline, gate the new model, promote it if it wins, export the champion's bundle
+	@$(BIN)/spamfilter gate
+	@$(BIN)/spamfilter promote --if-passed
+	@$(BIN)/spamfilter export --out $(BUNDLE)
+	@echo
+	@$(BIN)/spamfilter summary --bundle $(BUNDLE)
+	@echo "MLflow runs: $(MLFLOW_TRACKING_URI) (make mlflow-ui); champion history: make history"
+
+# Registry (README "Registry, gate and promotion"): gate → promote → export; rollback; history.
+BUNDLE ?= bundle
+GATE_ARGS ?=
+REASON ?=
+TO ?=
+VERSION ?=
+ALIAS ?=
+
+.PHONY: gate
+gate: setup ## Score challenger and champion on the held-out split; verdict in reports/gate.json (GATE_ARGS=)
+	$(BIN)/spamfilter gate $(GATE_ARGS)
+
+.PHONY: promote
+promote: setup ## Move `champion` to the challenger the last gate passed (REASON="why")
+	$(BIN)/spamfilter promote $(if $(REASON),--reason "$(REASON)")
+
+.PHONY: rollback
+rollback: setup ## Move `champion` back to the previous champion (TO=<version> REASON="why")
+	$(BIN)/spamfilter rollback $(if $(TO),--to $(TO)) $(if $(REASON),--reason "$(REASON)")
+
+.PHONY: history
+history: setup ## List the promotions and rollbacks of `champion` (who, when, why)
+	$(BIN)/spamfilter history
+
+.PHONY: export
+export: setup ## Write the champion (or VERSION=<n> / ALIAS=<alias>) as a serving bundle in $(BUNDLE)/
+	$(BIN)/spamfilter export --out $(BUNDLE) $(if $(VERSION),--version $(VERSION),$(if $(ALIAS),--alias $(ALIAS)))
 
 # Debian packages the tests and benchmarks use: the page test drives chromium through chromedriver,
 # bench-serve loads the API with wrk. Installed when missing and we may (root with apt-get).

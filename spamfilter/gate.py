@@ -118,7 +118,7 @@ def _primary_rule(metric: str, challenger: float, champion: float, margin: float
         metric=metric,
         challenger=challenger,
         champion=champion,
-        required=f"> {champion:.6f} and >= {required:.6f}" if margin > 0 else f"> {champion:.6f}",
+        required=f">= {required:.6f}" if margin > 0 else f"> {champion:.6f}",
         passed=passed,
         note=note,
     )
