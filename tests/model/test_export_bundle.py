@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -64,7 +65,9 @@ def test_export_writes_the_contract(store: Store, champion: Settings, env: Path)
     assert meta.threshold == 0.5
     assert meta.data_fingerprint.raw_md5 == "abc.dir" and meta.data_fingerprint.rows == 260
     assert meta.params["train.threshold"] == 0.5 and meta.params["train.model"] == "logreg"
-    assert meta.trained_at < meta.exported_at
+    trained, exported = datetime.fromisoformat(meta.trained_at), datetime.fromisoformat(meta.exported_at)
+    assert trained.tzinfo is not None and exported.tzinfo is not None
+    assert trained - timedelta(seconds=1) <= exported  # exported_at is to the second
     raw = json.loads((out / "metadata.json").read_text())
     assert set(raw) == {
         "name", "version", "alias", "run_id", "model_uri", "metrics", "threshold",
