@@ -21,6 +21,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import spamfilter
+from spamfilter.audit import PromotionRecord, rollback_target
 from spamfilter.config import Settings
 from spamfilter.errors import SpamfilterError
 
@@ -463,9 +464,7 @@ def _promotion_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _audit_records(client: MlflowClient, name: str) -> list[Any]:
-    from spamfilter.audit import PromotionRecord
-
+def _audit_records(client: MlflowClient, name: str) -> list[PromotionRecord]:
     try:
         tags = client.get_registered_model(name).tags
     except MlflowException as exc:
@@ -478,7 +477,7 @@ def _audit_records(client: MlflowClient, name: str) -> list[Any]:
     return sorted(records, key=lambda record: record.seq)
 
 
-def promotion_history(settings: Settings) -> list[Any]:
+def promotion_history(settings: Settings) -> list[PromotionRecord]:
     """Every change of `champion` recorded in the registry (PromotionRecord), oldest first."""
     with _store_errors(settings, f"reading the promotion history of {settings.registered_model}"):
         return _audit_records(_client(settings), settings.registered_model)
@@ -486,11 +485,9 @@ def promotion_history(settings: Settings) -> list[Any]:
 
 def _switch_champion(
     client: MlflowClient, name: str, version: str, previous: str | None, record_fields: Mapping[str, Any]
-) -> Any:
+) -> PromotionRecord:
     """Move `champion` to `version` and append the audit record; put the alias back if recording fails."""
     from datetime import UTC, datetime
-
-    from spamfilter.audit import PromotionRecord
 
     records = _audit_records(client, name)
     record = PromotionRecord(
@@ -517,7 +514,7 @@ def _switch_champion(
 
 def promote(
     settings: Settings, version: str, expected_champion: str | None, actor: str, reason: str, gate: Mapping[str, Any]
-) -> Any:
+) -> PromotionRecord:
     """Compare-and-set: move `champion` to `version` only if it still points at `expected_champion`
     (the version the gate judged against; None for no champion), under the store's promotion lock.
     Records who, when, why and the gate verdict in the registry. Returns the PromotionRecord."""
@@ -544,11 +541,9 @@ def promote(
         )
 
 
-def rollback(settings: Settings, actor: str, reason: str, to_version: str | None = None) -> Any:
+def rollback(settings: Settings, actor: str, reason: str, to_version: str | None = None) -> PromotionRecord:
     """Move `champion` back to the previous champion by the audit trail (or to `to_version`),
     recording the rollback. Returns the PromotionRecord."""
-    from spamfilter.audit import rollback_target
-
     name = settings.registered_model
     with _store_errors(settings, f"rolling back {name}@{CHAMPION}"), _promotion_lock(settings):
         client = _client(settings)
