@@ -120,6 +120,7 @@ format: setup-dev ## Apply ruff fixes and formatting
 bench: setup-dev data ## Run the benchmarks under bench/ and print their figures
 	$(PY) bench/quality.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/monitor.py
 
 .PHONY: serve
 serve: setup ## Run the API on the exported bundle (MODEL_URI=bundle; see README "Serving API")
@@ -129,6 +130,25 @@ serve: setup ## Run the API on the exported bundle (MODEL_URI=bundle; see README
 bench-serve: setup-dev ## Benchmark the API against `mlflow models serve` (needs wrk: installed if missing)
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_BENCH_PACKAGES); }
 	$(PY) bench/serve.py
+
+# Monitoring drills: `make feed FEED_DRIFT=new_campaign`, then `make monitor MONITOR_ARGS="--batch data/new"`.
+FEED_N ?= 100
+FEED_DRIFT ?= none
+FEED_STRENGTH ?=
+MONITOR_ARGS ?=
+EVIDENTLY_VENV ?=
+
+.PHONY: feed
+feed: setup ## Sample a labelled batch into data/new/ (FEED_N=100 FEED_DRIFT=none|spam_surge|new_campaign|length_shift|vocab_shift FEED_STRENGTH=)
+	$(BIN)/spamfilter feed --n $(FEED_N) --drift $(FEED_DRIFT) $(if $(FEED_STRENGTH),--strength $(FEED_STRENGTH))
+
+.PHONY: monitor
+monitor: setup ## Check the prediction log (or MONITOR_ARGS="--batch data/new") for drift; print retrain_needed
+	$(BIN)/spamfilter monitor $(MONITOR_ARGS)
+
+.PHONY: bench-monitor
+bench-monitor: setup-dev ## Monitor benchmark: false alarms, detection, speed (EVIDENTLY_VENV=<venv> adds Evidently as a peer)
+	$(PY) bench/monitor.py $(if $(EVIDENTLY_VENV),--evidently $(EVIDENTLY_VENV))
 
 .PHONY: mlflow-ui
 mlflow-ui: setup ## Open the MLflow UI on the local tracking store (http://127.0.0.1:$(MLFLOW_PORT))

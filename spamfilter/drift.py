@@ -59,10 +59,15 @@ class TokenizedTexts:
 def tokenize(texts: Sequence[str], analyzer: WordAnalyzer | None = None) -> TokenizedTexts:
     """Normalise and stem each text the way the model does (the one preprocessing path)."""
     analyzer = analyzer or WordAnalyzer("porter")
-    terms = [[t for t in analyzer.tokens(normalize(text)) if t[0].isalpha()] for text in texts]
-    lengths = np.fromiter((len(t) for t in texts), dtype=float, count=len(texts))
-    upper = np.fromiter((sum(c.isupper() for c in t) for t in texts), dtype=float, count=len(texts))
-    letters = np.fromiter((sum(c.isalpha() for c in t) for t in texts), dtype=float, count=len(texts))
+    # Traffic repeats itself (one spam sent to thousands, "ok", "call me"): work once per distinct text.
+    distinct: dict[str, list[str]] = {}
+    for text in texts:
+        if text not in distinct:
+            distinct[text] = [t for t in analyzer.tokens(normalize(text)) if t[0].isalpha()]
+    terms = [distinct[text] for text in texts]
+    lengths = np.fromiter(map(len, texts), dtype=float, count=len(texts))
+    upper = np.fromiter((sum(map(str.isupper, t)) for t in texts), dtype=float, count=len(texts))
+    letters = np.fromiter((sum(map(str.isalpha, t)) for t in texts), dtype=float, count=len(texts))
     return TokenizedTexts(terms, lengths, upper, letters)
 
 
