@@ -118,7 +118,8 @@ def read_log_window(url: str, last: int | None, since: datetime | None, rows: Wi
         table.c.created_at.desc()
     )
     if since is not None:
-        query = query.where(table.c.created_at >= since)
+        # The log stores UTC; SQLite keeps the wall time only, so compare in UTC.
+        query = query.where(table.c.created_at >= (since.astimezone(UTC) if since.tzinfo else since))
     if last is not None:
         query = query.limit(last)
     with engine.connect() as connection:

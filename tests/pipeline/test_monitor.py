@@ -15,6 +15,7 @@ import yaml
 from sqlalchemy import text
 
 from spamfilter import cli, predlog
+from spamfilter import monitor as monitor_io
 from tests.conftest import Project, make_messages, make_project, write_tsv
 
 pytestmark = pytest.mark.slow
@@ -177,3 +178,26 @@ def test_ingest_merges_the_batches(built: Project) -> None:
     # The campaign's messages are new; the rest were sampled from the corpus and are duplicates.
     assert after["rows"] == before["rows"] + 75
     assert after["duplicates_dropped"] == 75
+
+
+def test_log_window_by_time_compares_in_utc(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = predlog.connect(url)
+    start = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    predlog.insert_predictions(
+        engine,
+        [
+            predlog.PredictionRecord(f"id{i}", start + timedelta(minutes=i), "1", 5, "h", 0.1, "ham", "hello")
+            for i in range(10)
+        ],
+    )
+    engine.dispose()
+    since_utc = datetime(2025, 6, 1, 12, 6, tzinfo=UTC)
+    since_paris = datetime.fromisoformat("2025-06-01T14:06:00+02:00")  # the same instant
+    for since in (since_utc, since_paris):
+        rows = monitor_io.WindowRows()
+        monitor_io.read_log_window(url, None, since, rows)
+        assert len(rows.lengths) == 4
+    rows = monitor_io.WindowRows()
+    monitor_io.read_log_window(url, 3, None, rows)
+    assert rows.first_at.startswith("2025-06-01T12:07") and rows.last_at.startswith("2025-06-01T12:09")
