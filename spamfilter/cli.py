@@ -243,6 +243,23 @@ def _add_monitor_commands(commands: argparse._SubParsersAction) -> None:  # type
     monitor.set_defaults(handler=_monitor)
 
 
+def _transfer(args: argparse.Namespace) -> int:
+    from spamfilter.storage import transfer
+
+    print(transfer(Path.cwd(), args.command, args.remote, args.targets))
+    return 0
+
+
+def _add_storage_commands(commands: argparse._SubParsersAction) -> None:
+    for direction, text in (("push", "upload"), ("pull", "download")):
+        sub = commands.add_parser(
+            direction, help=f"`dvc {direction}`: {text} data and models, explaining an S3 remote's failure"
+        )
+        sub.add_argument("--remote", "-r", default=None, help="DVC remote name (default: the default remote)")
+        sub.add_argument("targets", nargs="*", help="DVC targets (default: everything)")
+        sub.set_defaults(handler=_transfer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spamfilter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(handler=_data)
     _add_release_commands(commands)
     _add_monitor_commands(commands)
+    _add_storage_commands(commands)
     return parser
 
 

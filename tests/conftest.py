@@ -3,6 +3,7 @@ the project in which DVC and MLflow run for real."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +154,114 @@ def make_project(destination: Path, extra_env: dict[str, str] | None = None) -> 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     yield make_project(tmp_path / "repo")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # the server answered
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not answer within {timeout:.0f} s") from None
+            time.sleep(0.2)
+
+
+@dataclass
+class S3Server:
+    """A real S3-compatible server (moto's server mode) on loopback."""
+
+    endpoint: str
+    access_key: str = "testing"
+    secret_key: str = "testing"
+    region: str = "us-east-1"
+
+    def client(self, access_key: str | None = None, secret_key: str | None = None) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=access_key or self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+        )
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+
+@contextlib.contextmanager
+def running_s3_server(log_path: Path, authenticate: bool) -> Iterator[S3Server]:
+    """moto_server as its own process on loopback.
+
+    With `authenticate`, only the access key created here is accepted (to test refused
+    credentials). moto cannot then serve presigned URLs, which an MLflow server hands out for
+    artifact downloads, so the MLflow tests use a server without authentication.
+    """
+    import urllib.request
+
+    import boto3
+
+    port = free_port()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(f"{endpoint}/moto-api/")
+            if not authenticate:
+                yield S3Server(endpoint)
+                return
+            iam = boto3.client(
+                "iam", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+            )
+            iam.create_user(UserName="pipeline")
+            document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}'
+            policy = iam.create_policy(PolicyName="everything", PolicyDocument=document)["Policy"]["Arn"]
+            iam.attach_user_policy(UserName="pipeline", PolicyArn=policy)
+            key = iam.create_access_key(UserName="pipeline")["AccessKey"]
+            # From now on every request must carry the key created above.
+            enable_auth = urllib.request.Request(
+                f"{endpoint}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+            )
+            urllib.request.urlopen(enable_auth).close()
+            yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 server that checks credentials."""
+    with running_s3_server(tmp_path_factory.mktemp("moto") / "moto.log", authenticate=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """An S3 server that accepts any credentials (and so serves presigned URLs)."""
+    with running_s3_server(tmp_path_factory.mktemp("moto-open") / "moto.log", authenticate=False) as server:
+        yield server
