@@ -150,12 +150,32 @@ monitor: setup ## Check the prediction log (or MONITOR_ARGS="--batch data/new") 
 bench-monitor: setup-dev ## Monitor benchmark: false alarms, detection, speed (EVIDENTLY_VENV=<venv> adds Evidently as a peer)
 	$(PY) bench/monitor.py $(if $(EVIDENTLY_VENV),--evidently $(EVIDENTLY_VENV))
 
+# Storage (README "Storage and deployment"): DVC remotes `local` (default, .dvc-storage/) and `s3`.
+DVC_REMOTE ?=
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///mlflow.db
+MLFLOW_ARTIFACTS_DESTINATION ?= ./mlartifacts
+MLFLOW_HOST ?= 127.0.0.1
+
+.PHONY: push
+push: setup ## Upload data, models and evaluation outputs to the DVC remote (DVC_REMOTE=s3; default: local)
+	$(BIN)/spamfilter push $(if $(DVC_REMOTE),--remote $(DVC_REMOTE))
+
+.PHONY: pull
+pull: setup ## Download them from the DVC remote (DVC_REMOTE=s3; default: local)
+	$(BIN)/spamfilter pull $(if $(DVC_REMOTE),--remote $(DVC_REMOTE))
+
+.PHONY: mlflow-server
+mlflow-server: setup ## Team tracking server: SQL backend (MLFLOW_BACKEND_STORE_URI) + proxied artifacts (MLFLOW_ARTIFACTS_DESTINATION=s3://…)
+	$(BIN)/mlflow server --backend-store-uri $(MLFLOW_BACKEND_STORE_URI) \
+	  --artifacts-destination $(MLFLOW_ARTIFACTS_DESTINATION) --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+
 .PHONY: mlflow-ui
 mlflow-ui: setup ## Open the MLflow UI on the local tracking store (http://127.0.0.1:$(MLFLOW_PORT))
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 .PHONY: clean
-clean: ## Remove pipeline outputs, caches and the local MLflow store (keeps data/raw and .venv)
-	rm -rf data/processed data/features models reports/plots/*.png reports/behavioural.json
-	rm -rf mlflow.db mlartifacts .pytest_cache .ruff_cache
+clean: ## Remove pipeline outputs, the bundle, caches and the local MLflow store (keeps data/raw, the DVC cache, .venv)
+	find data/processed data/features models -type f ! -name .gitignore -delete 2>/dev/null || true
+	rm -f reports/plots/*.png reports/behavioural.json reports/bad_rows.tsv reports/gate.json reports/monitor.*
+	rm -rf $(BUNDLE) mlflow.db mlartifacts predictions.db .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
