@@ -21,21 +21,20 @@ COLUMNS = ("text", "score", "predicted")
 
 
 def drifted_columns(snapshot: dict) -> tuple[int, list[str]]:
+    """Evidently's count of drifted columns, and which: a p-value method drifts below its threshold, a
+    distance method (used when the reference has more than 1,000 rows) at or above it; the text column's
+    verdict (a domain classifier against a percentile) is what the count leaves over."""
     count = 0
-    p_value_drifts = []
+    drifted = []
     for metric in snapshot["metrics"]:
         config = metric["config"]
         if config["type"].endswith("DriftedColumnsCount"):
             count = int(metric["value"]["count"])
-        elif (
-            config["type"].endswith("ValueDrift")
-            and "p_value" in config.get("method", "")
-            and metric["value"] < config["threshold"]
-        ):
-            p_value_drifts.append(config["column"])
-    # The text column's verdict is not a p-value; it is whatever the drifted count leaves over.
-    text = ["text"] if count > len(p_value_drifts) else []
-    return count, p_value_drifts + text
+        elif config["type"].endswith("ValueDrift") and config["column"] != "text":
+            method, value, threshold = config.get("method", ""), metric["value"], config["threshold"]
+            if (value < threshold) if "p_value" in method else (value >= threshold):
+                drifted.append(config["column"])
+    return count, drifted + (["text"] if count > len(drifted) else [])
 
 
 def main() -> int:
