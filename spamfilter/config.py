@@ -65,7 +65,7 @@ class LogRegParams(_Strict):
 
 
 class LinearSvmParams(_Strict):
-    C: float = Field(0.5, gt=0.0)
+    C: float = Field(1.0, gt=0.0)
     class_weight: Literal["balanced"] | None = None
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     calibration_folds: int = Field(5, ge=2)
