@@ -18,8 +18,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spamfilter.errors import SpamfilterError
-from spamfilter.text import StemmerName
 
+StemmerName = Literal["porter", "snowball", "none"]
 ModelName = Literal["mnb", "complement_nb", "logreg", "linear_svm"]
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
 

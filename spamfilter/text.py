@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from nltk.stem import PorterStemmer, SnowballStemmer
-from nltk.tokenize import RegexpTokenizer
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-StemmerName = Literal["porter", "snowball", "none"]
+from spamfilter.config import StemmerName
 
 # Placeholder tokens: letters only, so no tokeniser or stemmer splits or rewrites them.
 URL_TOKEN = "urltoken"
@@ -70,6 +68,10 @@ def normalize(text: str) -> str:
 
 def make_stemmer(name: StemmerName) -> Callable[[str], str]:
     """Return a stemming function; `none` returns the identity."""
+    # nltk is imported here, not at module level: its package import takes ~1-2 s, which every
+    # command importing the config would otherwise pay.
+    from nltk.stem import PorterStemmer, SnowballStemmer
+
     if name == "porter":
         return PorterStemmer().stem
     if name == "snowball":
@@ -95,6 +97,8 @@ class WordAnalyzer:
         self.stemmer = stemmer
         self.stop_words = stop_words
         self.ngram_range = ngram_range
+        from nltk.tokenize import RegexpTokenizer  # lazily, as in make_stemmer
+
         self._tokenizer = RegexpTokenizer(TOKEN_PATTERN)
         self._stem = make_stemmer(stemmer)
         self._cache: dict[str, str] = {}
