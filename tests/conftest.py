@@ -122,6 +122,12 @@ class Project:
     def spamfilter(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.python("-m", "spamfilter.cli", *args, check=check)
 
+    def json(self, path: str) -> Any:
+        """A JSON file of the project, parsed."""
+        import json
+
+        return json.loads((self.root / path).read_text(encoding="utf-8"))
+
 
 def make_project(destination: Path, extra_env: dict[str, str] | None = None) -> Project:
     """Copy the repo's files (not data, outputs or stores) into `destination` and make it a git repo."""
@@ -148,6 +154,18 @@ def make_project(destination: Path, extra_env: dict[str, str] | None = None) -> 
     project.run("git", "init", "-q")
     project.run("git", "add", "-A")
     project.run("git", "commit", "-q", "-m", "fixture")
+    return project
+
+
+def project_with_pipeline(
+    root: Path, messages: list[tuple[str, str]], extra_env: dict[str, str] | None = None
+) -> Project:
+    """A project copy under `root` whose pipeline has run (`spamfilter data`, `dvc repro`) on `messages`."""
+    root.mkdir(parents=True, exist_ok=True)
+    corpus = write_tsv(root / "corpus.tsv", messages)
+    project = make_project(root / "repo", {"SPAM_DATA": str(corpus), **(extra_env or {})})
+    project.spamfilter("data")
+    project.dvc("repro")
     return project
 
 

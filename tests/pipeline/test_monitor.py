@@ -4,7 +4,6 @@ the reference profile as a DVC output, batches that the next repro merges, the p
 
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from sqlalchemy import text
 
 from spamfilter import cli, predlog
 from spamfilter import monitor as monitor_io
-from tests.conftest import Project, make_messages, make_project, write_tsv
+from tests.conftest import Project, make_messages, project_with_pipeline
 
 pytestmark = pytest.mark.slow
 MESSAGES = make_messages(n_ham=400, n_spam=100, seed=3)
@@ -24,16 +23,7 @@ MESSAGES = make_messages(n_ham=400, n_spam=100, seed=3)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = tmp_path_factory.mktemp("monitor")
-    corpus = write_tsv(root / "corpus.tsv", MESSAGES)
-    project = make_project(root / "repo", {"SPAM_DATA": str(corpus)})
-    project.spamfilter("data")
-    project.dvc("repro")
-    return project
-
-
-def read_json(project: Project, path: str) -> dict:
-    return json.loads((project.root / path).read_text())
+    return project_with_pipeline(tmp_path_factory.mktemp("monitor"), MESSAGES)
 
 
 def monitor(
@@ -55,14 +45,14 @@ def test_reference_profile_is_an_output_of_evaluate(built: Project) -> None:
     assert "models/reference_profile.json" in outs
     deps = {dep["path"] for dep in lock["stages"]["evaluate"]["deps"]}
     assert {"data/processed/train.jsonl", "spamfilter/profile.py"} <= deps
-    profile = read_json(built, "models/reference_profile.json")
-    stats = read_json(built, "reports/data_stats.json")
-    metrics = read_json(built, "reports/metrics.json")
+    profile = built.json("models/reference_profile.json")
+    stats = built.json("reports/data_stats.json")
+    metrics = built.json("reports/metrics.json")
     assert profile["texts"]["messages"] == stats["train_rows"]
     assert len(profile["descriptors"]["length"]["values"]) == stats["train_rows"]
     assert len(profile["scores"]["values"]) == stats["test_rows"]
     assert profile["metrics"]["f1"] == metrics["f1"]
-    assert profile["model"]["run_id"] == read_json(built, "models/training_run.json")["run_id"]
+    assert profile["model"]["run_id"] == built.json("models/training_run.json")["run_id"]
 
 
 def test_empty_log_is_insufficient_data_not_an_error(
@@ -82,7 +72,7 @@ def test_empty_log_is_insufficient_data_not_an_error(
         output.read_text() == "earlier=kept\nretrain_needed=false\nmonitor_status=insufficient_data\nretrain_reasons=\n"
     )
     assert not (built.root / "predictions.db").exists()  # looking did not create an empty log
-    report = read_json(built, "reports/monitor.json")
+    report = built.json("reports/monitor.json")
     assert report["status"] == "insufficient_data" and report["retrain_needed"] is False
     assert "insufficient data" in (built.root / "reports/monitor.html").read_text()
 
@@ -126,7 +116,7 @@ def test_prediction_log_window_skips_corrupt_rows(built: Project, tmp_path: Path
     engine.dispose()
     output = tmp_path / "github_output"
     result = monitor(built, "--log-url", url, "--last", "500", github_output=output)
-    report = read_json(built, "reports/monitor.json")
+    report = built.json("reports/monitor.json")
     assert report["window"]["size"] == 200
     assert report["window"]["labelled"] == 120
     assert report["window"]["skipped_rows"] == 2
@@ -143,7 +133,7 @@ def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
     (batch,) = (built.root / "data/new").glob("batch-*-new_campaign.tsv")
     output = tmp_path / "github_output"
     result = monitor(built, "--batch", "data/new", "--json", "reports/batch.json", github_output=output)
-    report = read_json(built, "reports/batch.json")
+    report = built.json("reports/batch.json")
     assert report["window"]["size"] == 150 and report["window"]["labelled"] == 150
     assert str(batch.relative_to(built.root)) in report["window"]["source"]
     assert report["retrain_needed"] is True
@@ -162,7 +152,7 @@ def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, m
     registry.save_model(files.load_joblib("models/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
     assert cli.main(["monitor", "--batch", "data/new", "--model", "bundle", "--json", "reports/bundle.json"]) == 0
     scores = {
-        name: next(c for c in read_json(built, f"reports/{name}.json")["checks"] if c["name"] == "score_distribution")
+        name: next(c for c in built.json(f"reports/{name}.json")["checks"] if c["name"] == "score_distribution")
         for name in ("batch", "bundle")  # batch.json: the same batches scored with models/model.joblib
     }
     assert scores["bundle"]["details"]["current_hist"] == scores["batch"]["details"]["current_hist"]
@@ -170,9 +160,9 @@ def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, m
 
 def test_ingest_merges_the_batches(built: Project) -> None:
     """What the next `dvc repro` does first (the ingest stage's own command, without retraining)."""
-    before = read_json(built, "reports/data_stats.json")
+    before = built.json("reports/data_stats.json")
     built.python("stages/ingest.py")
-    after = read_json(built, "reports/data_stats.json")
+    after = built.json("reports/data_stats.json")
     assert after["new_batch_rows"] == 150
     assert after["bad_rows"] == 0
     # The campaign's messages are new; the rest were sampled from the corpus and are duplicates.

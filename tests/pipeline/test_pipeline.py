@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import Project, make_messages, make_project, write_tsv
+from tests.conftest import Project, make_messages, make_project, project_with_pipeline
 
 pytestmark = pytest.mark.slow
 STAGES = ["ingest", "featurize", "train", "evaluate"]
@@ -20,16 +20,7 @@ STAGES = ["ingest", "featurize", "train", "evaluate"]
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
     """One project copy in which `spamfilter data` and `dvc repro` have run on the fixture corpus."""
-    root = tmp_path_factory.mktemp("pipeline")
-    corpus = write_tsv(root / "corpus.tsv", make_messages(n_ham=240, n_spam=60))
-    project = make_project(root / "repo", {"SPAM_DATA": str(corpus)})
-    project.spamfilter("data")
-    project.dvc("repro")
-    return project
-
-
-def read_json(project: Project, path: str) -> dict:
-    return json.loads((project.root / path).read_text())
+    return project_with_pipeline(tmp_path_factory.mktemp("pipeline"), make_messages(n_ham=240, n_spam=60))
 
 
 def test_repro_writes_every_stage_to_dvc_lock(built: Project) -> None:
@@ -49,7 +40,7 @@ def test_data_dvc_tracks_the_fixture_corpus(built: Project) -> None:
 
 
 def test_ingest_stats_and_split(built: Project) -> None:
-    stats = read_json(built, "reports/data_stats.json")
+    stats = built.json("reports/data_stats.json")
     assert stats["rows_read"] == 300
     assert stats["rows"] == 300
     assert stats["duplicates_dropped"] == 0
@@ -59,13 +50,23 @@ def test_ingest_stats_and_split(built: Project) -> None:
 
 
 def test_evaluate_writes_all_metric_keys_and_plots(built: Project) -> None:
-    metrics = read_json(built, "reports/metrics.json")
-    for key in ("accuracy", "precision", "recall", "f1", "mcc", "roc_auc", "pr_auc", "spam_caught_rate", "blocked_ham_rate"):
+    metrics = built.json("reports/metrics.json")
+    for key in (
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "mcc",
+        "roc_auc",
+        "pr_auc",
+        "spam_caught_rate",
+        "blocked_ham_rate",
+    ):
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["f1"] > 0.9
     for name in ("roc.png", "pr.png", "confusion.png", "roc.json", "pr.json", "confusion.json"):
         assert (built.root / "reports/plots" / name).stat().st_size > 0
-    assert set(read_json(built, "reports/behavioural.json")) == {
+    assert set(built.json("reports/behavioural.json")) == {
         "case_invariance",
         "whitespace_invariance",
         "obvious_spam",
@@ -87,7 +88,7 @@ def test_rerun_is_a_no_op(built: Project) -> None:
 
 
 def test_mlflow_run_has_params_metrics_tags_and_a_registered_model(built: Project) -> None:
-    run_info = read_json(built, "models/training_run.json")
+    run_info = built.json("models/training_run.json")
     db = sqlite3.connect(built.root / "mlflow.db")
     params = dict(db.execute("select key, value from params where run_uuid = ?", (run_info["run_id"],)))
     assert params["train.model"] == "linear_svm"
