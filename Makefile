@@ -45,9 +45,11 @@ setup-dev: $(VENV)/.dev ## setup + test and lint tools
 data: setup ## Obtain the raw corpus into data/raw (SPAM_DATA file, else dvc pull, else UCI download, sha256-checked)
 	$(BIN)/spamfilter data
 
+REPRO_ARGS ?=
+
 .PHONY: repro
-repro: setup ## Run the DVC pipeline (only what changed)
-	$(BIN)/dvc repro
+repro: setup ## Run the DVC pipeline (only what changed; REPRO_ARGS=--pull fetches unchanged outputs from the remote)
+	$(BIN)/dvc repro $(REPRO_ARGS)
 
 .PHONY: run
 run: data repro ## Set up, run the pipeline, gate the new model, promote it if it wins, export the champion's bundle
@@ -179,3 +181,38 @@ clean: ## Remove pipeline outputs, the bundle, caches and the local MLflow store
 	rm -f reports/plots/*.png reports/behavioural.json reports/bad_rows.tsv reports/gate.json reports/monitor.*
 	rm -rf $(BUNDLE) mlflow.db mlartifacts predictions.db .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+# Automation (README "Automation"): the steps of .github/workflows/*.yml, each runnable here.
+REPORT_BASE ?= origin/main
+CHAMPION_BUNDLE ?=
+REPORT_ARGS ?=
+NAMES ?=
+
+.PHONY: require-env
+require-env: ## Fail fast naming every unset variable among NAMES="A B …" (the first step of each CI job)
+	deploy/require-env.sh $(NAMES)
+
+.PHONY: remote-default
+remote-default: setup ## Make DVC_REMOTE (e.g. s3) the default DVC remote, in .dvc/config.local (CI)
+	$(BIN)/dvc remote default --local $(DVC_REMOTE)
+
+.PHONY: retrain
+retrain: data ## Retrain: dvc repro (pulling unchanged outputs from the remote), then push to the DVC remote
+	$(BIN)/dvc repro --pull
+	$(BIN)/spamfilter push $(if $(DVC_REMOTE),--remote $(DVC_REMOTE))
+
+.PHONY: report
+report: setup ## Write report.md: metrics and params diff against REPORT_BASE, plots, gate vs CHAMPION_BUNDLE
+	$(BIN)/spamfilter report --base $(REPORT_BASE) $(if $(CHAMPION_BUNDLE),--champion $(CHAMPION_BUNDLE)) $(REPORT_ARGS)
+
+.PHONY: deploy
+deploy: ## Run deploy/deploy.sh on this host (DEPLOY_IMAGE, DEPLOY_TAG, EXPECTED_VERSION; rolls back on failure)
+	deploy/deploy.sh
+
+.PHONY: deploy-ec2
+deploy-ec2: ## Copy deploy/ to the EC2 host and run deploy.sh there over SSH (EC2_HOST, EC2_USER, EC2_SSH_KEY, DEPLOY_*)
+	deploy/remote-deploy.sh
+
+.PHONY: ci-local
+ci-local: setup ## Rehearse the pipeline workflow here: monitor → retrain → gate → export → deploy (local) → promote
+	deploy/ci-local.sh

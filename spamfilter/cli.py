@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spamfilter import entry
 from spamfilter.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from spamfilter.report import GateSection
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -260,6 +264,78 @@ def _add_storage_commands(commands: argparse._SubParsersAction) -> None:
         sub.set_defaults(handler=_transfer)
 
 
+def _dvc_json(*args: str) -> dict[str, object]:
+    import json
+    import subprocess
+
+    from spamfilter.errors import SpamfilterError
+
+    result = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"], capture_output=True, text=True, check=False)
+    said = (result.stderr or result.stdout).strip().splitlines()
+    if result.returncode != 0:
+        raise SpamfilterError(f"dvc {' '.join(args)} failed: {said[-1] if said else f'exit {result.returncode}'}")
+    return json.loads(result.stdout or "{}")
+
+
+def _report_gate(champion: Path | None, model: Path, test: Path, params: Path) -> GateSection | None:
+    from spamfilter import bundle, files, gate, registry, release, report
+    from spamfilter.config import load_params
+
+    if champion is None:
+        return None
+    if not (champion / bundle.METADATA_FILE).is_file():
+        return report.GateSection(champion=str(champion), unavailable=f"no serving bundle at {champion}")
+    meta = bundle.read_bundle_metadata(champion)
+    label = f"{meta.name} v{meta.version} ({meta.alias or 'by version'})"
+    texts, truth, _ = release.read_held_out(test)
+    challenger = release.score(files.load_joblib(model), texts, truth)
+    try:
+        held = release.score(registry.load_sklearn_model(str(bundle.model_path(champion))), texts, truth)
+    except registry.TrackingError as exc:
+        return report.GateSection(champion=label, unavailable=str(exc))
+    return report.GateSection(
+        champion=label, verdict=gate.judge(challenger, held, len(texts), load_params(params).gate)
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    from spamfilter import files, report
+
+    metrics_diff = _dvc_json("metrics", "diff", args.base, "--all")
+    params_diff = _dvc_json("params", "diff", args.base)
+    out_dir = args.out.resolve().parent
+    plots = [
+        str(Path(os.path.relpath(path.resolve(), out_dir)).as_posix()) for path in sorted(args.plots_dir.glob("*.png"))
+    ]
+    section = _report_gate(args.champion, args.model, args.test, args.params)
+    text = report.build_report(metrics_diff, params_diff, plots, section, args.base, args.head)
+    files.write_text(args.out, text)
+    changed = report.changed_metrics(metrics_diff)
+    print(f"{args.out}: metrics changed against {args.base}: {', '.join(changed) or 'none'}")
+    return 0
+
+
+def _add_report_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    report = commands.add_parser(
+        "report", help="write the pull-request report (metrics and params diff, plots, gate verdict) as Markdown"
+    )
+    report.add_argument("--base", default="origin/main", help="git revision to compare with (default origin/main)")
+    report.add_argument("--head", default="", help="a label for this branch in the title (e.g. the commit)")
+    report.add_argument("--out", type=Path, default=Path("report.md"))
+    report.add_argument("--plots-dir", type=Path, default=Path("reports/plots"))
+    report.add_argument(
+        "--champion",
+        type=Path,
+        help="the base's champion as a serving bundle (`spamfilter export`): judged by the gate",
+    )
+    report.add_argument("--model", type=Path, default=Path("models/model.joblib"), help="this branch's model")
+    report.add_argument("--test", type=Path, default=Path("data/processed/test.jsonl"))
+    report.add_argument("--params", type=Path, default=Path("params.yaml"))
+    report.set_defaults(handler=_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spamfilter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -275,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_release_commands(commands)
     _add_monitor_commands(commands)
     _add_storage_commands(commands)
+    _add_report_commands(commands)
     return parser
 
 
