@@ -242,7 +242,8 @@ def skipped(name: str, group: str, statistic_name: str, reason: str) -> CheckRes
 def descriptor_check(name: str, reference: np.ndarray, current: np.ndarray, threshold: float) -> CheckResult:
     """KS test and normed Wasserstein distance of one descriptor."""
     effect = normed_wasserstein(reference, current)
-    p_value = float(stats.ks_2samp(reference, current).pvalue)
+    # The asymptotic distribution: exact, for samples of thousands, costs ~0.3 s and changes nothing.
+    p_value = float(stats.ks_2samp(reference, current, method="asymp").pvalue)
     edges = display_edges(np.concatenate([reference, current]))
     return CheckResult(
         f"descriptor:{name}",

@@ -87,7 +87,8 @@ def github_output(report: Mapping[str, Any]) -> str:
 
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
+    # Light compression: a few kilobytes more per figure, a third less time to write it.
+    figure.savefig(buffer, format="png", dpi=90, pil_kwargs={"compress_level": 1})
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

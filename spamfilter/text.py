@@ -38,6 +38,7 @@ _MONEY = re.compile(
 _PHONE = re.compile(r"\+?\d(?:[\s-]?\d){9,}")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _SPACES = re.compile(r"\s+")
+_DIGIT = re.compile(r"\d")
 
 # Words, the placeholder tokens, and the punctuation that carries signal in SMS spam.
 TOKEN_PATTERN = r"[a-z]+(?:'[a-z]+)?|[!?£$€]"
@@ -58,11 +59,15 @@ def _money_placeholder(match: re.Match[str]) -> str:
 def normalize(text: str) -> str:
     """Lowercase; map URLs, e-mail addresses, money (keeping its currency), phone numbers and numbers to placeholders."""
     text = text.lower()
-    text = _EMAIL.sub(f" {EMAIL_TOKEN} ", text)
-    text = _URL.sub(f" {URL_TOKEN} ", text)
-    text = _MONEY.sub(_money_placeholder, text)
-    text = _PHONE.sub(f" {PHONE_TOKEN} ", text)
-    text = _NUMBER.sub(f" {NUMBER_TOKEN} ", text)
+    # Each pattern needs a character most messages lack: test for it before running the regex.
+    if "@" in text:
+        text = _EMAIL.sub(f" {EMAIL_TOKEN} ", text)
+    if "." in text or "://" in text:
+        text = _URL.sub(f" {URL_TOKEN} ", text)
+    if _DIGIT.search(text):
+        text = _MONEY.sub(_money_placeholder, text)
+        text = _PHONE.sub(f" {PHONE_TOKEN} ", text)
+        text = _NUMBER.sub(f" {NUMBER_TOKEN} ", text)
     return _SPACES.sub(" ", text).strip()
 
 
