@@ -27,7 +27,8 @@ class ApiSettings(BaseSettings):
     prediction_log_url: str = Field("sqlite:///predictions.db", alias="PREDICTION_LOG_URL")
     log_text: bool = Field(False, alias="LOG_TEXT")
     prediction_log_flush_interval: float = Field(0.5, gt=0.0, alias="PREDICTION_LOG_FLUSH_INTERVAL")
-    prediction_log_max_batch: int = Field(2000, ge=1, alias="PREDICTION_LOG_MAX_BATCH")
+    # Rows per insert: small batches hold the GIL briefly, so requests are not stalled behind a write.
+    prediction_log_max_batch: int = Field(250, ge=1, alias="PREDICTION_LOG_MAX_BATCH")
     # Records waiting for the database beyond this are dropped (and counted), so a dead
     # database never exhausts memory.
     prediction_log_max_pending: int = Field(100_000, ge=1, alias="PREDICTION_LOG_MAX_PENDING")

@@ -1,19 +1,18 @@
 """Rendering a monitor report (the JSON-ready mapping of `spamfilter.monitor`): a self-contained HTML
-page with figures embedded as PNG, the summary table for stdout, and the `GITHUB_OUTPUT` lines.
+page with figures inline as SVG, the summary table for stdout, and the `GITHUB_OUTPUT` lines.
 
 Pure: every function takes the report mapping and returns text; the caller writes it.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from spamfilter import svgchart
 
 REFERENCE_COLOUR = "#4c72b0"
 CURRENT_COLOUR = "#dd8452"
@@ -85,14 +84,7 @@ def github_output(report: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- figures
 
 
-def _png(figure: Figure) -> str:
-    buffer = io.BytesIO()
-    # Light compression: a few kilobytes more per figure, a third less time to write it.
-    figure.savefig(buffer, format="png", dpi=90, pil_kwargs={"compress_level": 1})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def overview_figure(checks: Sequence[Mapping[str, Any]]) -> Figure | None:
+def overview_figure(checks: Sequence[Mapping[str, Any]]) -> str | None:
     """Each check's effect as a multiple of its threshold: 1 is the line a check must cross."""
     shown = [c for c in checks if not c.get("skipped") and c.get("statistic") is not None and c.get("threshold")]
     if not shown:
@@ -103,126 +95,88 @@ def overview_figure(checks: Sequence[Mapping[str, Any]]) -> Figure | None:
         max((float(c["statistic"]) - base) / (float(c["threshold"]) - base), 0.0)
         for c, base in zip(shown, baselines, strict=True)
     ]
-    colours = [FIRED_COLOUR if c.get("drifted") else QUIET_COLOUR for c in shown]
-    figure = Figure(figsize=(7.5, 0.35 * len(shown) + 1.2))
-    ax = figure.add_subplot()
-    positions = np.arange(len(shown))[::-1]
-    ax.barh(positions, ratios, color=colours)
-    ax.axvline(1.0, color="black", linestyle="--", linewidth=1)
-    ax.set_yticks(positions, labels=[c["name"] for c in shown])
-    ax.set_xlabel("effect as a multiple of its threshold")
-    ax.set_title("Checks (red: fired; a check fires past 1 if its corrected p-value < alpha)", fontsize=10)
-    figure.tight_layout()
-    return figure
+    return svgchart.hbar_chart(
+        [c["name"] for c in shown],
+        [svgchart.Series("effect / threshold", QUIET_COLOUR, ratios)],
+        "Checks (red: fired; a check fires past 1 if its corrected p-value < alpha)",
+        "effect as a multiple of its threshold",
+        marker=1.0,
+        bar_colours=[FIRED_COLOUR if c.get("drifted") else QUIET_COLOUR for c in shown],
+    )
 
 
-def _bars(ax: Any, edges: Sequence[float], reference: Sequence[int], current: Sequence[int]) -> None:
-    ref = np.asarray(reference, dtype=float)
-    cur = np.asarray(current, dtype=float)
-    ref = ref / max(ref.sum(), 1.0)
-    cur = cur / max(cur.sum(), 1.0)
-    positions = np.arange(len(ref))
-    ax.bar(positions - 0.2, ref, width=0.4, color=REFERENCE_COLOUR, label="reference")
-    ax.bar(positions + 0.2, cur, width=0.4, color=CURRENT_COLOUR, label="current")
-    step = max(1, len(ref) // 6)
-    ticks = positions[::step]
-    ax.set_xticks(ticks, labels=[f"{edges[i]:.3g}" for i in ticks], fontsize=7)
-    ax.set_ylabel("share", fontsize=8)
-
-
-def _overlaid(ax: Any, edges: Sequence[float], reference: Sequence[int], current: Sequence[int]) -> None:
-    """Reference as filled bars, current as an outline, on the value axis."""
-    ref = np.asarray(reference, dtype=float)
-    cur = np.asarray(current, dtype=float)
-    ref = ref / max(ref.sum(), 1.0)
-    cur = cur / max(cur.sum(), 1.0)
-    left = np.asarray(edges[:-1], dtype=float)
-    widths = np.diff(np.asarray(edges, dtype=float))
-    ax.bar(left, ref, width=widths, align="edge", color=REFERENCE_COLOUR, alpha=0.55, label="reference")
-    ax.stairs(cur, edges, color=CURRENT_COLOUR, linewidth=2, label="current")
-    ax.tick_params(labelsize=7)
-    ax.set_ylabel("share", fontsize=8)
-
-
-def descriptor_figure(checks: Sequence[Mapping[str, Any]]) -> Figure | None:
+def descriptor_figure(checks: Sequence[Mapping[str, Any]]) -> str | None:
     shown = [c for c in checks if c["name"].startswith("descriptor:") and c.get("details", {}).get("edges")]
     if not shown:
         return None
-    columns = min(3, len(shown))
-    rows = (len(shown) + columns - 1) // columns
-    figure = Figure(figsize=(3.6 * columns, 2.6 * rows))
-    for i, check in enumerate(shown):
-        ax = figure.add_subplot(rows, columns, i + 1)
+    panels = []
+    for check in shown:
         details = check["details"]
-        _overlaid(ax, details["edges"], details["reference_hist"], details["current_hist"])
         name = check["name"].removeprefix("descriptor:")
-        ax.set_title(f"{name}{'  (DRIFT)' if check.get('drifted') else ''}", fontsize=9)
-        if i == 0:
-            ax.legend(fontsize=7)
-    figure.suptitle("Text descriptors: share of messages per bin (last bin: the top 1% too)", fontsize=10)
-    figure.tight_layout()
-    return figure
+        panels.append(
+            svgchart.histogram(
+                details["edges"],
+                details["reference_hist"],
+                details["current_hist"],
+                f"{name}{'  (DRIFT)' if check.get('drifted') else ''}",
+            )
+        )
+    legend = (
+        "<p class='note'>Share of messages per bin: reference filled (blue), current outlined (orange); "
+        "the last bin holds the top 1% too.</p>"
+    )
+    return svgchart.grid(panels, columns=min(3, len(panels))) + legend
 
 
-def score_figure(check: Mapping[str, Any] | None) -> Figure | None:
+def score_figure(check: Mapping[str, Any] | None) -> str | None:
     if not check or check.get("skipped"):
         return None
     details = check["details"]
-    figure = Figure(figsize=(7, 3.2))
-    ax = figure.add_subplot()
-    _bars(ax, details["edges"], details["reference_hist"], details["current_hist"])
-    ax.set_xlabel("P(spam) bin (lower edge)")
-    ax.set_title(f"Score distribution: PSI {_fmt(check.get('statistic'))}")
-    ax.legend()
-    figure.tight_layout()
-    return figure
+    edges = details["edges"]
+    ref = np.asarray(details["reference_hist"], dtype=float)
+    cur = np.asarray(details["current_hist"], dtype=float)
+    return svgchart.vbar_chart(
+        [f"{edges[i]:.3g}" for i in range(len(ref))],
+        [
+            svgchart.Series("reference", REFERENCE_COLOUR, (ref / max(ref.sum(), 1.0)).tolist()),
+            svgchart.Series("current", CURRENT_COLOUR, (cur / max(cur.sum(), 1.0)).tolist()),
+        ],
+        f"Score distribution: PSI {_fmt(check.get('statistic'))} (bins by lower edge of P(spam))",
+        "share",
+        width=720,
+    )
 
 
-def vocabulary_figure(check: Mapping[str, Any] | None) -> Figure | None:
+def vocabulary_figure(check: Mapping[str, Any] | None) -> str | None:
     if not check or check.get("skipped") or not check.get("details", {}).get("moved_terms"):
         return None
     moved = check["details"]["moved_terms"]
-    figure = Figure(figsize=(7, 0.32 * len(moved) + 1.4))
-    ax = figure.add_subplot()
-    positions = np.arange(len(moved))[::-1]
-    ax.barh(
-        positions + 0.2, [m["reference_share"] for m in moved], height=0.4, color=REFERENCE_COLOUR, label="reference"
+    return svgchart.hbar_chart(
+        [m["term"] + (" (new)" if m.get("new") else "") for m in moved],
+        [
+            svgchart.Series("reference", REFERENCE_COLOUR, [m["reference_share"] for m in moved]),
+            svgchart.Series("current", CURRENT_COLOUR, [m["current_share"] for m in moved]),
+        ],
+        "Terms that moved most",
+        "share of messages containing the term (stemmed)",
     )
-    ax.barh(positions - 0.2, [m["current_share"] for m in moved], height=0.4, color=CURRENT_COLOUR, label="current")
-    ax.set_yticks(positions, labels=[m["term"] + (" (new)" if m.get("new") else "") for m in moved])
-    ax.set_xlabel("share of messages containing the term (stemmed)")
-    ax.set_title("Terms that moved most")
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
 
 
-def quality_figure(checks: Sequence[Mapping[str, Any]]) -> Figure | None:
+def quality_figure(checks: Sequence[Mapping[str, Any]]) -> str | None:
     shown = [c for c in checks if c["group"] == "quality" and not c.get("skipped")]
     if not shown:
         return None
-    figure = Figure(figsize=(5.5, 3.2))
-    ax = figure.add_subplot()
-    positions = np.arange(len(shown))
-    ax.bar(
-        positions - 0.2, [c["reference"] for c in shown], width=0.4, color=REFERENCE_COLOUR, label="champion (held-out)"
+    return svgchart.vbar_chart(
+        [c["name"].removeprefix("quality:") for c in shown],
+        [
+            svgchart.Series("champion (held-out)", REFERENCE_COLOUR, [c["reference"] for c in shown]),
+            svgchart.Series("current (labelled)", CURRENT_COLOUR, [c["current"] for c in shown]),
+        ],
+        "Quality on labelled data (whisker: the tolerance below the champion)",
+        "value",
+        y_max=1.0,
+        below=[c["threshold"] for c in shown],
     )
-    ax.bar(positions + 0.2, [c["current"] for c in shown], width=0.4, color=CURRENT_COLOUR, label="current (labelled)")
-    ax.errorbar(
-        positions - 0.2,
-        [c["reference"] for c in shown],
-        yerr=[[c["threshold"] for c in shown], [0] * len(shown)],
-        fmt="none",
-        ecolor="black",
-        capsize=4,
-        label="tolerance",
-    )
-    ax.set_xticks(positions, labels=[c["name"].removeprefix("quality:") for c in shown])
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Quality on labelled data")
-    ax.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    return figure
 
 
 # --------------------------------------------------------------------------- HTML
@@ -322,7 +276,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     ]
     for title, figure in figures:
         if figure is not None:
-            parts.append(f"<h2>{title}</h2><img alt='{title}' src='data:image/png;base64,{_png(figure)}'>")
+            parts.append(f"<h2>{title}</h2><figure>{figure}</figure>")
     vocabulary = by_name.get("vocabulary")
     if vocabulary and vocabulary.get("details", {}).get("unseen_terms"):
         parts.append(

