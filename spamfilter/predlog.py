@@ -96,11 +96,39 @@ def connect(url: str) -> Engine:
     return engine
 
 
+_COLUMNS = ("id", "created_at", "model_version", "text_length", "text_sha256", "spam_probability", "label", "text")
+_SQLITE_INSERT = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+# SQLAlchemy's own storage format for DateTime on SQLite, so rows read back the same either way.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
 def insert_predictions(engine: Engine, records: Sequence[PredictionRecord]) -> None:
+    """Append predictions in one transaction.
+
+    On SQLite the rows go straight to the driver's executemany: SQLAlchemy's per-row parameter
+    processing costs ~10 µs a row in the serving process, where it competes with requests for the
+    GIL; the driver binds them in C. Other databases take SQLAlchemy's portable path.
+    """
     if not records:
         return
     with engine.begin() as connection:
-        connection.execute(insert(predictions), [record.__dict__ for record in records])
+        if engine.dialect.name == "sqlite":
+            rows = [
+                (
+                    r.id,
+                    r.created_at.strftime(_SQLITE_DATETIME),
+                    r.model_version,
+                    r.text_length,
+                    r.text_sha256,
+                    r.spam_probability,
+                    r.label,
+                    r.text,
+                )
+                for r in records
+            ]
+            connection.exec_driver_sql(_SQLITE_INSERT, rows)
+        else:
+            connection.execute(insert(predictions), [record.__dict__ for record in records])
 
 
 def insert_feedback(engine: Engine, prediction_id: str, true_label: str, at: datetime | None = None) -> None:
