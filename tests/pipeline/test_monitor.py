@@ -142,7 +142,7 @@ def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
     lines = output.read_text().splitlines()
     assert lines[0] == "retrain_needed=true" and lines[1] == "monitor_status=drift"
     assert "vocabulary" in lines[2]
-    assert "<img" in (built.root / "reports/monitor.html").read_text()
+    assert "<figure><svg" in (built.root / "reports/monitor.html").read_text()
 
 
 def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, monkeypatch: pytest.MonkeyPatch) -> None:
