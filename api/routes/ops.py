@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -51,20 +52,9 @@ async def ready(state: State) -> JSONResponse:
 )
 async def model(state: State) -> ModelResponse:
     loaded = current_model(state)
-    info = loaded.info
-    return ModelResponse(
-        name=info.name,
-        version=info.version,
-        alias=info.alias,
-        run_id=info.run_id,
-        source=info.source,
-        metrics=info.metrics,
-        threshold=info.threshold,
-        trained_at=info.trained_at,
-        data_fingerprint=info.data_fingerprint,
-        loaded_at=loaded.loaded_at,
-        scorer=loaded.scorer_kind,
-    )
+    # Everything ModelInfo holds but its polling token, plus how this process serves it.
+    public = {key: value for key, value in asdict(loaded.info).items() if key != "token"}
+    return ModelResponse(**public, loaded_at=loaded.loaded_at, scorer=loaded.scorer_kind)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
