@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.scoring import Scorer, compile_scorer
-from spamfilter.bundle import DataFingerprint, model_path, read_bundle_metadata
-from spamfilter.model import model_threshold, predict_labels
+from spamfilter.modeling.pipeline import model_threshold, predict_labels
+from spamfilter.modeling.scoring import Scorer, compile_scorer
+from spamfilter.registry.bundle import DataFingerprint, model_path, read_bundle_metadata
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ def _fingerprint_from_tags(tags: dict[str, str]) -> dict[str, Any]:
 def probe_source(uri: str) -> str:
     """The token of the version the source names now (cheap: metadata only, no model load)."""
     if is_registry_uri(uri):
-        from spamfilter import registry
+        from spamfilter.registry import tracking
 
-        return f"registry:{registry.registered_version(uri).version}"
+        return f"registry:{tracking.registered_version(uri).version}"
     meta = read_bundle_metadata(Path(uri))
     return f"bundle:{meta.version}:{meta.run_id}:{meta.exported_at}"
 
@@ -90,13 +90,13 @@ def load_from_source(uri: str) -> LoadedModel:
     A registry alias is resolved to a version first and that version is loaded, so the
     metadata and the model always describe the same version even if the alias moves meanwhile.
     """
-    from spamfilter import registry  # imports mlflow: only when loading
+    from spamfilter.registry import tracking
 
     started = time.perf_counter()
     if is_registry_uri(uri):
-        found = registry.registered_version(uri)
-        model = registry.load_sklearn_model(found.model_uri)
-        _, alias, _ = registry.parse_models_uri(uri)
+        found = tracking.registered_version(uri)
+        model = tracking.load_sklearn_model(found.model_uri)
+        _, alias, _ = tracking.parse_models_uri(uri)
         threshold = model_threshold(model)
         info = ModelInfo(
             name=found.name,
@@ -113,7 +113,7 @@ def load_from_source(uri: str) -> LoadedModel:
     else:
         bundle = Path(uri)
         meta = read_bundle_metadata(bundle)
-        model = registry.load_sklearn_model(str(model_path(bundle)))
+        model = tracking.load_sklearn_model(str(model_path(bundle)))
         threshold = model_threshold(model)
         if abs(threshold - meta.threshold) > 1e-12:
             raise ValueError(

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from spamfilter import predlog
-from spamfilter.predlog import PredictionRecord, text_sha256
+from spamfilter.monitoring import predlog
+from spamfilter.monitoring.predlog import PredictionRecord, text_sha256
 
 log = logging.getLogger(__name__)
 

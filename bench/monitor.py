@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from spamfilter import data, drift, feed, files, predlog, profile
+from spamfilter import files
 from spamfilter.config import MonitorParams, Params
-from spamfilter.metrics import classification_metrics
-from spamfilter.model import (
+from spamfilter.data import corpus, feed
+from spamfilter.modeling.metrics import classification_metrics
+from spamfilter.modeling.pipeline import (
     assemble,
     build_classifier,
     build_featurizer,
@@ -45,6 +46,7 @@ from spamfilter.model import (
     predict_labels,
     spam_probability,
 )
+from spamfilter.monitoring import decision, predlog, profile
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "data" / "sms_spam_collection.tsv"
@@ -66,10 +68,10 @@ class Scorer:
         return np.array([self.cache[t] for t in texts])
 
 
-def make_window(messages: list[data.Message], scorer: Scorer, threshold: float) -> drift.Window:
+def make_window(messages: list[corpus.Message], scorer: Scorer, threshold: float) -> decision.Window:
     texts = [m.text for m in messages]
     scores = scorer(texts)
-    return drift.Window(
+    return decision.Window(
         lengths=np.array([len(t) for t in texts], dtype=float),
         scores=scores,
         predicted=predict_labels(scores, threshold),
@@ -79,8 +81,8 @@ def make_window(messages: list[data.Message], scorer: Scorer, threshold: float) 
 
 
 def run_windows(
-    reference: drift.Reference,
-    windows: list[list[data.Message]],
+    reference: decision.Reference,
+    windows: list[list[corpus.Message]],
     scorer: Scorer,
     params: MonitorParams,
 ) -> tuple[float, Counter[str], float]:
@@ -88,13 +90,15 @@ def run_windows(
     fired: Counter[str] = Counter()
     started = time.perf_counter()
     for messages in windows:
-        result = drift.run_checks(reference, make_window(messages, scorer, reference.threshold), params)
+        result = decision.run_checks(reference, make_window(messages, scorer, reference.threshold), params)
         alarms += result.retrain_needed
         fired.update(c.name for c in result.checks if c.drifted)
     return alarms / len(windows), fired, (time.perf_counter() - started) / len(windows)
 
 
-def end_to_end_seconds(profile_path: Path, messages: list[data.Message], scores: np.ndarray, threshold: float) -> float:
+def end_to_end_seconds(
+    profile_path: Path, messages: list[corpus.Message], scores: np.ndarray, threshold: float
+) -> float:
     """`spamfilter monitor` on a 10,000-row SQLite prediction log (texts logged), wall-clock."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'log.db'}"
@@ -177,14 +181,14 @@ def main() -> int:
     params = Params()
     monitor_params = params.monitor
     started = time.perf_counter()
-    dataset = data.deduplicate([data.parse_corpus(CORPUS.read_bytes(), str(CORPUS))])
-    train, test = data.split(dataset.messages, params.ingest.test_size, params.ingest.seed)
-    train_texts, train_labels = data.texts_and_labels(train)
+    dataset = corpus.deduplicate([corpus.parse_corpus(CORPUS.read_bytes(), str(CORPUS))])
+    train, test = corpus.split(dataset.messages, params.ingest.test_size, params.ingest.seed)
+    train_texts, train_labels = corpus.texts_and_labels(train)
     featurizer = build_featurizer(params.featurize)
     classifier = build_classifier(params.train).fit(featurizer.fit_transform(train_texts), train_labels)
     model = assemble(featurizer, classifier)
     threshold = model_threshold(model)
-    test_texts, truth = data.texts_and_labels(test)
+    test_texts, truth = corpus.texts_and_labels(test)
     test_scores = spam_probability(model, test_texts)
     predicted = predict_labels(test_scores, threshold)
     metrics = classification_metrics(truth, predicted, test_scores)
@@ -212,7 +216,7 @@ def main() -> int:
     if fired:
         print(f"  checks that fired: {dict(fired.most_common())}")
 
-    drifted: dict[str, list[list[data.Message]]] = {}
+    drifted: dict[str, list[list[corpus.Message]]] = {}
     print(f"\ndetection at the moderate strength, {args.drift_windows} windows each (target >= 95%):")
     for mode in feed.DRIFT_MODES[1:]:
         strength = feed.MODERATE_STRENGTH[mode]
@@ -226,12 +230,14 @@ def main() -> int:
 
     print("\nspeed, 10,000 distinct messages (held-out messages resampled, each made unique by a number):")
     rng = np.random.default_rng(0)
-    big = [data.Message(test[i].label, f"{test[i].text} {n}") for n, i in enumerate(rng.integers(0, len(test), 10_000))]
+    big = [
+        corpus.Message(test[i].label, f"{test[i].text} {n}") for n, i in enumerate(rng.integers(0, len(test), 10_000))
+    ]
     big_window = make_window(big, scorer, threshold)
     timings = []
     for _ in range(3):
         t0 = time.perf_counter()
-        drift.run_checks(reference, big_window, monitor_params)
+        decision.run_checks(reference, big_window, monitor_params)
         timings.append(time.perf_counter() - t0)
     print(f"  run_checks: median {statistics.median(timings):.2f} s of 3 runs (target <= 5 s)")
     with tempfile.TemporaryDirectory() as tmp:

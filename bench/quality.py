@@ -19,9 +19,9 @@ import yaml
 from sklearn.model_selection import StratifiedKFold
 
 from spamfilter.config import Params, parse_params
-from spamfilter.data import deduplicate, parse_corpus
-from spamfilter.metrics import classification_metrics
-from spamfilter.model import assemble, build_classifier, build_featurizer, spam_probability
+from spamfilter.data.corpus import deduplicate, parse_corpus
+from spamfilter.modeling.metrics import classification_metrics
+from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, spam_probability
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO_ROOT.parent / "shared" / "data" / "sms_spam_collection.tsv"

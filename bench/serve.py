@@ -44,11 +44,11 @@ sys.path.insert(0, str(REPO_ROOT))
 VENV_BIN = Path(sys.executable).parent
 SHARED_CORPUS = REPO_ROOT.parent / "shared" / "data" / "sms_spam_collection.tsv"
 
-from spamfilter import registry  # noqa: E402
 from spamfilter.config import Settings, flatten, load_params  # noqa: E402
-from spamfilter.data import parse_corpus  # noqa: E402
-from spamfilter.metrics import OBVIOUS_HAM, OBVIOUS_SPAM  # noqa: E402
-from spamfilter.model import assemble, build_classifier, build_featurizer, spam_probability  # noqa: E402
+from spamfilter.data.corpus import parse_corpus  # noqa: E402
+from spamfilter.modeling.metrics import OBVIOUS_HAM, OBVIOUS_SPAM  # noqa: E402
+from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, spam_probability  # noqa: E402
+from spamfilter.registry import tracking  # noqa: E402
 
 CHAMPION = "models:/spam-classifier@champion"
 
@@ -70,7 +70,7 @@ def register_model(texts: list[str], labels: list[str], env: dict[str, str]) -> 
     features = featurizer.fit_transform(texts)
     model = assemble(featurizer, build_classifier(params.train).fit(features, labels))
     settings = Settings(**env)  # type: ignore[arg-type]
-    run = registry.log_training_run(
+    run = tracking.log_training_run(
         settings,
         model,
         params=flatten(params.model_dump(mode="json", exclude={"gate", "monitor"})),
@@ -78,7 +78,7 @@ def register_model(texts: list[str], labels: list[str], env: dict[str, str]) -> 
         input_example=[OBVIOUS_SPAM[0], OBVIOUS_HAM[0]],
         run_name="bench-serve",
     )
-    registry.set_alias(settings, "champion", run.model_version)
+    tracking.set_alias(settings, "champion", run.model_version)
     return model
 
 

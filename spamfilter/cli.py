@@ -11,11 +11,11 @@ from spamfilter import entry
 from spamfilter.config import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from spamfilter.report import GateSection
+    from spamfilter.registry.pr_report import GateSection
 
 
 def _data(args: argparse.Namespace) -> int:
-    from spamfilter.acquire import obtain
+    from spamfilter.data.acquire import obtain
 
     settings = Settings()
     print(obtain(args.raw_dir, args.dvc_file, settings.spam_data, settings.spam_data_url, force=args.force))
@@ -25,8 +25,8 @@ def _data(args: argparse.Namespace) -> int:
 def _gate(args: argparse.Namespace) -> int:
     import os
 
-    from spamfilter import gate, release
     from spamfilter.config import load_params
+    from spamfilter.registry import gate, release
 
     settings = Settings()
     report = release.run_gate(
@@ -42,7 +42,7 @@ def _gate(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     import os
 
-    from spamfilter import audit, release
+    from spamfilter.registry import audit, release
 
     settings = Settings()
     record = release.promote_from_report(
@@ -61,10 +61,10 @@ def _promote(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     import os
 
-    from spamfilter import audit, registry
+    from spamfilter.registry import audit, tracking
 
     settings = Settings()
-    record = registry.rollback(settings, audit.actor_from_env(os.environ), args.reason, to_version=args.to)
+    record = tracking.rollback(settings, audit.actor_from_env(os.environ), args.reason, to_version=args.to)
     print(
         f"{settings.registered_model}@champion: v{record.previous} → v{record.version} (audit #{record.seq}, rollback)"
     )
@@ -74,10 +74,10 @@ def _rollback(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     import json
 
-    from spamfilter import audit, registry
+    from spamfilter.registry import audit, tracking
 
     settings = Settings()
-    records = registry.promotion_history(settings)[-args.last :] if args.last else registry.promotion_history(settings)
+    records = tracking.promotion_history(settings)[-args.last :] if args.last else tracking.promotion_history(settings)
     if args.json:
         print(json.dumps([record.model_dump() for record in records], indent=2))
     else:
@@ -88,7 +88,7 @@ def _history(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import os
 
-    from spamfilter import release
+    from spamfilter.registry import release
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line of output, not a bar
     meta = release.export_bundle(Settings(), args.version or args.alias, args.out)
@@ -100,7 +100,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from spamfilter import release
+    from spamfilter.registry import release
 
     print(release.summary(args.metrics, args.report, args.bundle))
     return 0
@@ -152,18 +152,18 @@ def _add_release_commands(commands: argparse._SubParsersAction) -> None:  # type
 
 
 def _feed(args: argparse.Namespace) -> int:
-    from spamfilter import data, feed
-    from spamfilter.monitor import _corpus_files
+    from spamfilter.data import corpus, feed
+    from spamfilter.monitoring.monitor import _corpus_files
 
     paths = _corpus_files(args.source)
     if not paths:
-        raise data.DataError(f"{args.source}: no corpus file to sample from; run `make data` first")
-    pool = data.deduplicate(data.parse_corpus(p.read_bytes(), str(p)) for p in paths).messages
+        raise corpus.DataError(f"{args.source}: no corpus file to sample from; run `make data` first")
+    pool = corpus.deduplicate(corpus.parse_corpus(p.read_bytes(), str(p)) for p in paths).messages
     strength = feed.MODERATE_STRENGTH[args.drift] if args.strength is None else args.strength
     try:
         batch = feed.make_batch(pool, args.n, args.drift, strength, args.seed)
     except ValueError as exc:
-        raise data.DataError(str(exc)) from None
+        raise corpus.DataError(str(exc)) from None
     path = feed.write_batch(batch, args.out_dir, args.drift)
     spam = sum(m.is_spam for m in batch)
     print(f"{path}: {len(batch)} messages ({spam} spam), drift {args.drift} at strength {strength}")
@@ -174,8 +174,8 @@ def _monitor(args: argparse.Namespace) -> int:
     import os
     from datetime import UTC, datetime
 
-    from spamfilter import monitor, monitor_report
     from spamfilter.config import load_params
+    from spamfilter.monitoring import monitor, rendering
 
     params = load_params(args.params).monitor
     since = None
@@ -199,13 +199,13 @@ def _monitor(args: argparse.Namespace) -> int:
         html_path=args.html,
     )
     report = monitor.run(request)
-    print(monitor_report.summary_table(report), end="")
+    print(rendering.summary_table(report), end="")
     print(f"reports: {args.json}, {args.html}")
     return 0
 
 
 def _add_monitor_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from spamfilter.feed import DRIFT_MODES
+    from spamfilter.data.feed import DRIFT_MODES
 
     feed = commands.add_parser(
         "feed", help="sample a labelled batch (optionally with injected drift) into data/new/ for the next `dvc repro`"
@@ -248,7 +248,7 @@ def _add_monitor_commands(commands: argparse._SubParsersAction) -> None:  # type
 
 
 def _transfer(args: argparse.Namespace) -> int:
-    from spamfilter.storage import transfer
+    from spamfilter.data.storage import transfer
 
     print(transfer(Path.cwd(), args.command, args.remote, args.targets))
     return 0
@@ -278,22 +278,23 @@ def _dvc_json(*args: str) -> dict[str, object]:
 
 
 def _report_gate(champion: Path | None, model: Path, test: Path, params: Path) -> GateSection | None:
-    from spamfilter import bundle, files, gate, registry, release, report
+    from spamfilter import files
     from spamfilter.config import load_params
+    from spamfilter.registry import bundle, gate, pr_report, release, tracking
 
     if champion is None:
         return None
     if not (champion / bundle.METADATA_FILE).is_file():
-        return report.GateSection(champion=str(champion), unavailable=f"no serving bundle at {champion}")
+        return pr_report.GateSection(champion=str(champion), unavailable=f"no serving bundle at {champion}")
     meta = bundle.read_bundle_metadata(champion)
     label = f"{meta.name} v{meta.version} ({meta.alias or 'by version'})"
     texts, truth, _ = release.read_held_out(test)
     challenger = release.score(files.load_joblib(model), texts, truth)
     try:
-        held = release.score(registry.load_sklearn_model(str(bundle.model_path(champion))), texts, truth)
-    except registry.TrackingError as exc:
-        return report.GateSection(champion=label, unavailable=str(exc))
-    return report.GateSection(
+        held = release.score(tracking.load_sklearn_model(str(bundle.model_path(champion))), texts, truth)
+    except tracking.TrackingError as exc:
+        return pr_report.GateSection(champion=label, unavailable=str(exc))
+    return pr_report.GateSection(
         champion=label, verdict=gate.judge(challenger, held, len(texts), load_params(params).gate)
     )
 
@@ -301,7 +302,8 @@ def _report_gate(champion: Path | None, model: Path, test: Path, params: Path) -
 def _report(args: argparse.Namespace) -> int:
     import os
 
-    from spamfilter import files, report
+    from spamfilter import files
+    from spamfilter.registry import pr_report
 
     metrics_diff = _dvc_json("metrics", "diff", args.base, "--all")
     params_diff = _dvc_json("params", "diff", args.base)
@@ -310,9 +312,9 @@ def _report(args: argparse.Namespace) -> int:
         str(Path(os.path.relpath(path.resolve(), out_dir)).as_posix()) for path in sorted(args.plots_dir.glob("*.png"))
     ]
     section = _report_gate(args.champion, args.model, args.test, args.params)
-    text = report.build_report(metrics_diff, params_diff, plots, section, args.base, args.head)
+    text = pr_report.build_report(metrics_diff, params_diff, plots, section, args.base, args.head)
     files.write_text(args.out, text)
-    changed = report.changed_metrics(metrics_diff)
+    changed = pr_report.changed_metrics(metrics_diff)
     print(f"{args.out}: metrics changed against {args.base}: {', '.join(changed) or 'none'}")
     return 0
 

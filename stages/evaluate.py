@@ -8,9 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
-from spamfilter import data, entry, files, metrics, plots, profile, release
+from spamfilter import entry, files
 from spamfilter.config import Settings, load_params
-from spamfilter.model import model_threshold, spam_probability
+from spamfilter.data import corpus
+from spamfilter.modeling import metrics, plots
+from spamfilter.modeling.pipeline import model_threshold, spam_probability
+from spamfilter.monitoring import profile
+from spamfilter.registry import release
 
 log = logging.getLogger("stages.evaluate")
 
@@ -29,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"))
     args = parser.parse_args(argv)
 
-    messages = data.from_jsonl(args.test.read_text(encoding="utf-8"), str(args.test))
-    texts, truth = data.texts_and_labels(messages)
+    messages = corpus.from_jsonl(args.test.read_text(encoding="utf-8"), str(args.test))
+    texts, truth = corpus.texts_and_labels(messages)
     model = files.load_joblib(args.model)
     probabilities = spam_probability(model, texts)
     predicted = [str(label) for label in model.predict(texts)]
@@ -56,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     files.write_json(args.behavioural, behavioural)
     files.write_json(args.metrics, {**scores, "test_rows": len(texts), "confusion": counts})
     # What `spamfilter monitor` compares production traffic against.
-    train_texts, train_labels = data.texts_and_labels(
-        data.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
+    train_texts, train_labels = corpus.texts_and_labels(
+        corpus.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
     )
     reference_profile = profile.build_profile(
         train_texts,
@@ -72,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     files.write_json(args.profile, reference_profile)
 
     run_info = files.read_json(args.run_info)
-    from spamfilter import registry  # mlflow is slow to import: only when logging
+    from spamfilter.registry import tracking
 
     settings = Settings()
-    registry.log_evaluation(
+    tracking.log_evaluation(
         settings,
         run_info["run_id"],
         scores,
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     # The new version becomes the `challenger` the gate judges; `champion` is the gate's to move.
     dvc_lock = args.dvc_lock.read_text(encoding="utf-8") if args.dvc_lock.is_file() else ""
-    registry.mark_challenger(
+    tracking.mark_challenger(
         settings.model_copy(update={"registered_model": run_info["registered_model"]}),
         run_info["model_version"],
         run_info["run_id"],

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from spamfilter import data, entry, files
+from spamfilter import entry, files
 from spamfilter.config import load_params
-from spamfilter.model import build_featurizer
+from spamfilter.data import corpus
+from spamfilter.modeling.pipeline import build_featurizer
 
 log = logging.getLogger("stages.featurize")
 
@@ -25,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params(args.params).featurize
 
-    messages = data.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
-    texts, labels = data.texts_and_labels(messages)
+    messages = corpus.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
+    texts, labels = corpus.texts_and_labels(messages)
     featurizer = build_featurizer(params)
     features = featurizer.fit_transform(texts)
 

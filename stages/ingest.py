@@ -10,8 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from spamfilter import data, entry, files
+from spamfilter import entry, files
 from spamfilter.config import load_params
+from spamfilter.data import corpus
 
 log = logging.getLogger("stages.ingest")
 
@@ -23,7 +24,7 @@ def corpus_files(directory: Path, required: bool) -> list[Path]:
     """Data files in a directory, in name order (hidden files and notes are skipped)."""
     if not directory.is_dir():
         if required:
-            raise data.DataError(f"{directory}: raw data directory not found; run `make data` to obtain the corpus")
+            raise corpus.DataError(f"{directory}: raw data directory not found; run `make data` to obtain the corpus")
         return []
     found = sorted(
         p
@@ -32,7 +33,7 @@ def corpus_files(directory: Path, required: bool) -> list[Path]:
     )
     found = [p for p in found if p.name.upper() not in {"README", "README.TXT"}]
     if required and not found:
-        raise data.DataError(f"{directory}: no corpus file found; run `make data` to obtain the corpus")
+        raise corpus.DataError(f"{directory}: no corpus file found; run `make data` to obtain the corpus")
     return found
 
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parsed, sources = [], []
     for path in [*raw_paths, *new_paths]:
         content = path.read_bytes()
-        result = data.parse_corpus(content, str(path))
+        result = corpus.parse_corpus(content, str(path))
         parsed.append(result)
         sources.append(
             {
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         log.info("%s: %d rows (%s), %d bad", path, len(result.messages), result.format, len(result.bad_rows))
-    dataset = data.deduplicate(parsed)
+    dataset = corpus.deduplicate(parsed)
 
     if dataset.bad_rows:
         for bad in dataset.bad_rows[:MAX_SHOWN_BAD_ROWS]:
@@ -82,16 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         if len(dataset.bad_rows) > MAX_SHOWN_BAD_ROWS:
             print(f"... and {len(dataset.bad_rows) - MAX_SHOWN_BAD_ROWS} more bad rows", file=sys.stderr)
         if params.on_bad_row == "fail":
-            raise data.DataError(
+            raise corpus.DataError(
                 f"{len(dataset.bad_rows)} bad rows (first: {dataset.bad_rows[0]}); fix them, or set "
                 "ingest.on_bad_row: drop to drop them with a report"
             )
         log.warning("dropped %d bad rows; see %s", len(dataset.bad_rows), args.bad_rows)
 
-    train, test = data.split(dataset.messages, params.test_size, params.seed)
+    train, test = corpus.split(dataset.messages, params.test_size, params.seed)
     new_rows = sum(s["rows"] for s in sources[len(raw_paths) :])
-    stats = data.dataset_stats(dataset, train, test, new_rows)
-    train_jsonl, test_jsonl = data.to_jsonl(train), data.to_jsonl(test)
+    stats = corpus.dataset_stats(dataset, train, test, new_rows)
+    train_jsonl, test_jsonl = corpus.to_jsonl(train), corpus.to_jsonl(test)
     manifest = {
         "raw_dvc_md5": raw_dvc_md5(args.dvc_file),
         "dataset_sha256": hashlib.sha256((train_jsonl + test_jsonl).encode()).hexdigest(),

@@ -14,8 +14,8 @@ import scipy.sparse
 
 from spamfilter import entry, files
 from spamfilter.config import Settings, flatten, load_params
-from spamfilter.metrics import OBVIOUS_HAM, OBVIOUS_SPAM
-from spamfilter.model import assemble, build_classifier
+from spamfilter.modeling.metrics import OBVIOUS_HAM, OBVIOUS_SPAM
+from spamfilter.modeling.pipeline import assemble, build_classifier
 
 log = logging.getLogger("stages.train")
 
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         "data_train_rows": str(manifest.get("train_rows", "")),
         "data_test_rows": str(manifest.get("test_rows", "")),
     }
-    from spamfilter import registry  # mlflow is slow to import: only when logging
+    from spamfilter.registry import tracking
 
-    run = registry.log_training_run(
+    run = tracking.log_training_run(
         settings,
         model,
         params=flatten(all_params.model_dump(mode="json", exclude={"gate", "monitor"})),

@@ -18,7 +18,7 @@ from api.schemas import (
     Prediction,
     PredictRequest,
 )
-from spamfilter import predlog
+from spamfilter.monitoring import predlog
 
 ERRORS = {
     status: {"model": ErrorResponse, "description": description}

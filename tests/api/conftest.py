@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from spamfilter.bundle import METADATA_FILE, BundleMetadata
 from spamfilter.config import Params, Settings, TrainParams, flatten
-from spamfilter.metrics import OBVIOUS_HAM, OBVIOUS_SPAM, classification_metrics
-from spamfilter.model import assemble, build_classifier, build_featurizer, model_threshold, spam_probability
+from spamfilter.modeling.metrics import OBVIOUS_HAM, OBVIOUS_SPAM, classification_metrics
+from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, model_threshold, spam_probability
+from spamfilter.registry.bundle import METADATA_FILE, BundleMetadata
 from tests.conftest import REPO_ROOT, make_messages
 
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -52,10 +52,10 @@ def held_out_metrics(model: Any) -> dict[str, float]:
 
 def write_bundle(destination: Path, model: Any, version: str = "1") -> Path:
     """A bundle as `spamfilter export` writes it: `model/` (MLflow model dir) and `metadata.json`."""
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
     destination.mkdir(parents=True, exist_ok=True)
-    registry.save_model(model, destination / "model", INPUT_EXAMPLE)
+    tracking.save_model(model, destination / "model", INPUT_EXAMPLE)
     now = datetime.now(UTC).isoformat()
     meta = BundleMetadata(
         name="spam-classifier",
@@ -101,7 +101,7 @@ class RegistryStore:
 def registry_store(tmp_path_factory: pytest.TempPathFactory, default_model: Any) -> RegistryStore:
     """A tmp MLflow SQLite store with two versions of spam-classifier (1: the default model,
     2: naive Bayes) and @champion on version 1."""
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
     root = tmp_path_factory.mktemp("mlflow")
     env = {
@@ -111,16 +111,16 @@ def registry_store(tmp_path_factory: pytest.TempPathFactory, default_model: Any)
     settings = Settings(**env)  # type: ignore[arg-type]
     models = {}
     for model in (default_model, train_model(TrainParams(model="mnb"))):
-        run = registry.log_training_run(
+        run = tracking.log_training_run(
             settings,
             model,
             params={"train.model": "x"},
             tags={"data_raw_md5": "a" * 32, "data_rows": "200"},
             input_example=INPUT_EXAMPLE,
         )
-        registry.log_evaluation(settings, run.run_id, held_out_metrics(model), artifacts=[])
+        tracking.log_evaluation(settings, run.run_id, held_out_metrics(model), artifacts=[])
         models[run.model_version] = model
-    registry.set_alias(settings, "champion", "1")
+    tracking.set_alias(settings, "champion", "1")
     return RegistryStore(settings, env, models)
 
 

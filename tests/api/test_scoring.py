@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from api.scoring import compile_scorer, lean_scorer
 from spamfilter.config import FeaturizeParams, Params, TrainParams
-from spamfilter.model import assemble, build_classifier, build_featurizer, spam_probability
+from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, spam_probability
+from spamfilter.modeling.scoring import compile_scorer, lean_scorer
 from tests.api.conftest import train_model
 from tests.conftest import make_messages
 

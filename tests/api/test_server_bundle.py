@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine
 
-from spamfilter import predlog
-from spamfilter.model import spam_probability
+from spamfilter.modeling.pipeline import spam_probability
+from spamfilter.monitoring import predlog
 from tests.api.conftest import Server
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from spamfilter import predlog, registry
-from spamfilter.model import spam_probability
+from spamfilter.modeling.pipeline import spam_probability
+from spamfilter.monitoring import predlog
+from spamfilter.registry import tracking
 from tests.api.conftest import INPUT_EXAMPLE, RegistryStore, Server, start_server
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ CHAMPION = "models:/spam-classifier@champion"
 @pytest.fixture(scope="module")
 def registry_server(tmp_path_factory: pytest.TempPathFactory, registry_store: RegistryStore) -> Iterator[Server]:
     """The image's command and defaults (two workers), the model from the registry, no polling."""
-    registry.set_alias(registry_store.settings, "champion", "1")
+    tracking.set_alias(registry_store.settings, "champion", "1")
     server = start_server(
         tmp_path_factory.mktemp("registry-server"),
         {"MODEL_URI": CHAMPION, "ADMIN_API_KEY": "admin-key", **registry_store.env},
@@ -82,7 +83,7 @@ def test_hot_swap_under_load_fails_no_request(registry_server: Server, registry_
         thread.start()
     try:
         time.sleep(1.0)
-        registry.set_alias(registry_store.settings, "champion", "2")
+        tracking.set_alias(registry_store.settings, "champion", "2")
         reload = httpx.post(f"{registry_server.url}/admin/reload", headers=ADMIN, timeout=60)
         assert reload.status_code == 200, reload.text
         assert reload.json()["version"] == "2" and reload.json()["swapped"] is True
@@ -108,7 +109,7 @@ def test_hot_swap_under_load_fails_no_request(registry_server: Server, registry_
 
 @pytest.fixture(scope="module")
 def polling_server(tmp_path_factory: pytest.TempPathFactory, registry_store: RegistryStore) -> Iterator[Server]:
-    registry.set_alias(registry_store.settings, "champion", "1")
+    tracking.set_alias(registry_store.settings, "champion", "1")
     server = start_server(
         tmp_path_factory.mktemp("polling-server"),
         {"MODEL_URI": CHAMPION, "WORKERS": "1", "MODEL_POLL_INTERVAL": "0.5", **registry_store.env},
@@ -129,7 +130,7 @@ def wait_for(server: Server, path: str, check: object, timeout: float = 30) -> d
 
 def break_latest_version(store: RegistryStore) -> str:
     """Register a version whose pickled model is corrupt."""
-    run = registry.log_training_run(
+    run = tracking.log_training_run(
         store.settings, store.models["1"], params={}, tags={}, input_example=INPUT_EXAMPLE, run_name="broken"
     )
     artifacts = Path(store.env["SPAM_MLFLOW_ARTIFACT_ROOT"])
@@ -143,11 +144,11 @@ def test_alias_polling_swaps_and_a_broken_version_keeps_the_old_model(
 ) -> None:
     settings = registry_store.settings
     assert httpx.get(f"{polling_server.url}/model").json()["version"] == "1"
-    registry.set_alias(settings, "champion", "2")
+    tracking.set_alias(settings, "champion", "2")
     wait_for(polling_server, "/model", lambda body: body["version"] == "2")
 
     broken = break_latest_version(registry_store)
-    registry.set_alias(settings, "champion", broken)
+    tracking.set_alias(settings, "champion", broken)
     ready = wait_for(polling_server, "/ready", lambda body: body["status"] == "degraded")
     assert ready["ready"] is True and ready["model_version"] == "2"
     assert "models:/spam-classifier@champion" in str(ready["last_reload_error"])
@@ -155,5 +156,5 @@ def test_alias_polling_swaps_and_a_broken_version_keeps_the_old_model(
     assert answer["model_version"] == "2" and answer["spam_probability"] == expected(registry_store, "2")
     assert "model reload failed, still serving version 2" in polling_server.log_text()
 
-    registry.set_alias(settings, "champion", "1")  # a rollback: polling recovers
+    tracking.set_alias(settings, "champion", "1")  # a rollback: polling recovers
     wait_for(polling_server, "/ready", lambda body: body["status"] == "ready" and body["model_version"] == "1")

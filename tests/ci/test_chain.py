@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamfilter import registry
 from spamfilter.config import Settings
+from spamfilter.registry import tracking
 from tests.conftest import REPO_ROOT, Project, free_port, make_messages, make_project, write_tsv
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def link_venv(project: Project) -> None:
 
 
 def champion(settings: Settings) -> str | None:
-    found = registry.find_alias(settings, registry.CHAMPION)
+    found = tracking.find_alias(settings, tracking.CHAMPION)
     return found.version if found else None
 
 
@@ -85,7 +85,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
             project.env.clear()
             project.env.update(saved)
         result.champion_after[name] = champion(settings)
-        result.audit_count_after[name] = len(registry.promotion_history(settings))
+        result.audit_count_after[name] = len(tracking.promotion_history(settings))
 
     project.env["API_PORT"] = api_port
     # 1. Bootstrap (workflow_dispatch force_retrain): trains v1, the gate passes it, but its deploy fails.
@@ -151,7 +151,7 @@ def test_the_chain_deploys_the_gated_challenger_and_then_promotes_it(chain: Chai
     positions = [text.find(mark) for mark in marks]
     assert -1 not in positions and positions == sorted(positions), text
     assert chain.champion_after["deployed"] == "1"
-    (record,) = registry.promotion_history(chain.settings)
+    (record,) = tracking.promotion_history(chain.settings)
     assert "(ci-local) after the gate passed" in record.reason
     tag_dir = chain.project.root / ".ci-local" / "docker" / "images"
     (tag,) = [p.name for p in tag_dir.iterdir() if p.name.endswith("-v1")]

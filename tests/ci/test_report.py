@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from spamfilter import gate, report
 from spamfilter.config import GateParams
+from spamfilter.registry import gate, pr_report
 
 METRICS_DIFF = {
     "reports/metrics.json": {
@@ -21,12 +21,12 @@ PARAMS_DIFF = {
 
 
 def test_changed_metrics_are_those_that_differ_including_new_ones() -> None:
-    assert report.changed_metrics(METRICS_DIFF) == ["f1", "new_metric"]
-    assert report.changed_metrics({}) == []
+    assert pr_report.changed_metrics(METRICS_DIFF) == ["f1", "new_metric"]
+    assert pr_report.changed_metrics({}) == []
 
 
 def test_report_names_changes_params_and_plots() -> None:
-    text = report.build_report(METRICS_DIFF, PARAMS_DIFF, ["reports/plots/roc.png"], None, "origin/main", "abc123")
+    text = pr_report.build_report(METRICS_DIFF, PARAMS_DIFF, ["reports/plots/roc.png"], None, "origin/main", "abc123")
     assert text.startswith("## spamfilter: this branch (abc123) against `origin/main`")
     assert "Changed against `origin/main`: **f1**, **new_metric**." in text
     assert "| reports/metrics.json | **f1** | 0.9500 | 0.9700 | +0.0200 |" in text
@@ -39,7 +39,7 @@ def test_report_names_changes_params_and_plots() -> None:
 
 
 def test_report_without_changes_says_so() -> None:
-    text = report.build_report({}, {}, [], None, "main")
+    text = pr_report.build_report({}, {}, [], None, "main")
     assert "No metrics to compare with `main`." in text and "No param changed against `main`." in text
     assert "No plot images found" in text
 
@@ -49,11 +49,11 @@ def test_report_shows_the_gate_verdict_rule_by_rule() -> None:
     challenger = {"f1": 0.95, "mcc": 0.94, "blocked_ham_rate": 0.01, "spam_caught_rate": 0.9}
     champion = {"f1": 0.96, "mcc": 0.95, "blocked_ham_rate": 0.002, "spam_caught_rate": 0.95}
     verdict = gate.judge(challenger, champion, 1000, params)
-    section = report.GateSection(champion="spam-classifier v3 (champion)", verdict=verdict)
-    text = report.build_report({}, {}, [], section, "main")
+    section = pr_report.GateSection(champion="spam-classifier v3 (champion)", verdict=verdict)
+    text = pr_report.build_report({}, {}, [], section, "main")
     assert "**REJECT** against spam-classifier v3 (champion): rejected:" in text
     assert "| primary | f1 | 0.9500 | 0.9600 |" in text and "**FAIL**" in text
-    unavailable = report.GateSection(champion="champion-bundle", unavailable="no serving bundle at champion-bundle")
-    assert "Not judged against champion-bundle: no serving bundle at champion-bundle." in report.build_report(
+    unavailable = pr_report.GateSection(champion="champion-bundle", unavailable="no serving bundle at champion-bundle")
+    assert "Not judged against champion-bundle: no serving bundle at champion-bundle." in pr_report.build_report(
         {}, {}, [], unavailable, "main"
     )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spamfilter.acquire import CANONICAL_NAME, UCI_MEMBER_SHA256, corpus_from_bytes, sha256
-from spamfilter.data import deduplicate, parse_corpus, split
+from spamfilter.data.acquire import CANONICAL_NAME, UCI_MEMBER_SHA256, corpus_from_bytes, sha256
+from spamfilter.data.corpus import deduplicate, parse_corpus, split
 
 pytestmark = pytest.mark.real_data
 

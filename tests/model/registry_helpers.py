@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from spamfilter import data, registry
 from spamfilter.config import Params, Settings, TrainParams
-from spamfilter.metrics import OBVIOUS_HAM, OBVIOUS_SPAM
-from spamfilter.model import assemble, build_classifier, build_featurizer, spam_probability
-from spamfilter.release import score
+from spamfilter.data import corpus
+from spamfilter.modeling.metrics import OBVIOUS_HAM, OBVIOUS_SPAM
+from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, spam_probability
+from spamfilter.registry import tracking
+from spamfilter.registry.release import score
 from tests.conftest import make_messages
 
 # Cheap but real: the default featurizer, logistic regression (no calibration folds).
@@ -30,8 +31,8 @@ def store_settings(root: Path, registered_model: str = "spam-classifier") -> Set
     )
 
 
-def train(messages: list[data.Message], params: Params = PARAMS) -> Any:
-    texts, labels = data.texts_and_labels(messages)
+def train(messages: list[corpus.Message], params: Params = PARAMS) -> Any:
+    texts, labels = corpus.texts_and_labels(messages)
     featurizer = build_featurizer(params.featurize)
     features = featurizer.fit_transform(texts)
     return assemble(featurizer, build_classifier(params.train).fit(features, labels))
@@ -76,11 +77,11 @@ def build_store(root: Path, extra: tuple[str, ...] = (), only: tuple[str, ...] |
     """Log `good`, `good_again` (retrained on identical data and params), `weak` (misses about
     half the spam) and `trigger_happy` (catches all spam, blocks some ham), plus `extra` copies
     of `good` (to break on purpose); `only` the named ones if given."""
-    messages = [data.Message(label, text) for label, text in make_messages(n_ham=200, n_spam=60, seed=11)]
-    train_split, test_split = data.split(messages, 0.25, seed=3)
+    messages = [corpus.Message(label, text) for label, text in make_messages(n_ham=200, n_spam=60, seed=11)]
+    train_split, test_split = corpus.split(messages, 0.25, seed=3)
     test_path = root / "test.jsonl"
-    test_path.write_text(data.to_jsonl(test_split), encoding="utf-8")
-    texts, truth = data.texts_and_labels(test_split)
+    test_path.write_text(corpus.to_jsonl(test_split), encoding="utf-8")
+    texts, truth = corpus.texts_and_labels(test_split)
     store = Store(root=root, test_path=test_path, texts=texts, truth=truth)
 
     good = train(train_split)
@@ -102,7 +103,7 @@ def build_store(root: Path, extra: tuple[str, ...] = (), only: tuple[str, ...] |
 
     settings = store.settings()
     for name, model in store.models.items():
-        run = registry.log_training_run(
+        run = tracking.log_training_run(
             settings,
             model,
             params={"train.model": "logreg", "train.threshold": model_threshold_of(model)},
@@ -112,7 +113,7 @@ def build_store(root: Path, extra: tuple[str, ...] = (), only: tuple[str, ...] |
         )
         store.uris[name] = run.model_uri
         store.metrics[name] = score(model, texts, truth)
-        registry.log_evaluation(settings, run.run_id, store.metrics[name], artifacts=[])
+        tracking.log_evaluation(settings, run.run_id, store.metrics[name], artifacts=[])
     return store
 
 

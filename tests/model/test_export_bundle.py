@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spamfilter import bundle, cli, registry
+from spamfilter import cli
 from spamfilter.config import Settings
-from spamfilter.metrics import METRIC_KEYS, OBVIOUS_HAM, OBVIOUS_SPAM
-from spamfilter.model import spam_probability
+from spamfilter.modeling.metrics import METRIC_KEYS, OBVIOUS_HAM, OBVIOUS_SPAM
+from spamfilter.modeling.pipeline import spam_probability
+from spamfilter.registry import bundle, tracking
 from tests.conftest import VENV_BIN
 from tests.model.registry_helpers import Store, build_store
 
@@ -38,8 +39,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def champion(store: Store) -> Settings:
     """`exported` has v1 = weak, v2 = good; the champion is v2."""
     settings = store.register("exported", "weak", "good")
-    registry.set_version_tags(settings, "2", {"data_raw_md5": "abc.dir", "data_sha256": "f" * 64, "data_rows": "260"})
-    registry.promote(settings, "2", None, actor="tester", reason="test", gate={})
+    tracking.set_version_tags(settings, "2", {"data_raw_md5": "abc.dir", "data_sha256": "f" * 64, "data_rows": "260"})
+    tracking.promote(settings, "2", None, actor="tester", reason="test", gate={})
     return settings
 
 
@@ -56,7 +57,7 @@ def test_export_writes_the_contract(store: Store, champion: Settings, env: Path)
     out = env / "bundle"
     assert {p.name for p in out.iterdir()} == {"model", "metadata.json", "model_card.md"}
     meta = bundle.read_bundle_metadata(out)
-    version = registry.get_version(champion, "champion")
+    version = tracking.get_version(champion, "champion")
     assert (meta.name, meta.version, meta.alias) == ("exported", "2", "champion")
     assert meta.run_id == version.run_id
     assert meta.model_uri == "models:/exported/2"
@@ -83,17 +84,17 @@ def test_bundle_predicts_exactly_as_the_registry_champion(store: Store, champion
     texts = [*store.texts, *OBVIOUS_SPAM, *OBVIOUS_HAM, "", "   ", "ÜNÏCÖDÉ £££ 📱"]
     frame = pd.DataFrame({"text": texts})
 
-    from_bundle = registry.load_sklearn_model(str(env / "served" / bundle.MODEL_DIR))
+    from_bundle = tracking.load_sklearn_model(str(env / "served" / bundle.MODEL_DIR))
     mlflow.set_tracking_uri(champion.mlflow_tracking_uri)
     pyfunc = mlflow.pyfunc.load_model("models:/exported@champion")
-    native = registry.load_sklearn_model("models:/exported@champion", champion)
+    native = tracking.load_sklearn_model("models:/exported@champion", champion)
 
     assert list(from_bundle.classes_) == ["ham", "spam"]
     np.testing.assert_array_equal(spam_probability(from_bundle, texts), spam_probability(native, texts))
     assert list(pyfunc.predict(frame)) == list(from_bundle.predict(texts))
     bundle_pyfunc = mlflow.pyfunc.load_model(str(env / "served" / bundle.MODEL_DIR))
     assert list(bundle_pyfunc.predict(frame)) == list(pyfunc.predict(frame))
-    downloaded = registry.download_version(champion, registry.get_version(champion, "2"), env / "dl")
+    downloaded = tracking.download_version(champion, tracking.get_version(champion, "2"), env / "dl")
     assert filecmp.cmp(downloaded / "model.pkl", env / "served" / "model" / "model.pkl", shallow=False)
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spamfilter import cli, registry
+from spamfilter import cli
 from spamfilter.config import Settings
+from spamfilter.registry import tracking
 from tests.model.registry_helpers import Store, artifact_file, build_store
 
 pytestmark = pytest.mark.slow
@@ -56,13 +57,13 @@ def use(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
 def setup_aliases(settings: Settings, challenger: str | None, champion: str | None) -> None:
     for alias, version in (("challenger", challenger), ("champion", champion)):
         if version is None:
-            registry.delete_alias(settings, alias)
+            tracking.delete_alias(settings, alias)
         else:
-            registry.set_alias(settings, alias, version)
+            tracking.set_alias(settings, alias, version)
 
 
 def champion_of(settings: Settings) -> str | None:
-    found = registry.find_alias(settings, "champion")
+    found = tracking.find_alias(settings, "champion")
     return found.version if found else None
 
 
@@ -105,13 +106,13 @@ def test_better_challenger_passes_and_promotion_is_audited(
     monkeypatch.setenv("GITHUB_RUN_ID", "77")
     assert cli.main(["promote", "--report", "reports/gate.json"]) == 0
     assert champion_of(settings) == "2"
-    (record,) = registry.promotion_history(settings)
+    (record,) = tracking.promotion_history(settings)
     assert (record.action, record.version, record.previous, record.seq) == ("promote", "2", "1", 1)
     assert record.actor.startswith("github:octocat") and "run 77" in record.actor
     assert record.reason.startswith("gate: f1 ")
     assert record.gate is not None and record.gate["decision"] == "promote"
     assert record.gate["champion"] == "1" and record.gate["test_sha256"] == report["test_set"]["sha256"]
-    assert registry.get_version(settings, "2").tags["gate.decision"] == "promote"
+    assert tracking.get_version(settings, "2").tags["gate.decision"] == "promote"
 
 
 def test_worse_challenger_is_rejected_and_champion_untouched(
@@ -136,7 +137,7 @@ def test_worse_challenger_is_rejected_and_champion_untouched(
     assert cli.main(["promote"]) == 1
     assert "the gate rejected v2" in capsys.readouterr().err
     assert champion_of(settings) == "1"
-    assert registry.promotion_history(settings) == []
+    assert tracking.promotion_history(settings) == []
 
 
 def test_equal_challenger_is_not_better(store: Store, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,7 +186,7 @@ def test_first_model_is_judged_by_floors_and_promoted(
     assert {r["metric"] for r in report["rules"] if r["rule"] == "floor"} == {"f1", "mcc", "blocked_ham_rate"}
     assert cli.main(["promote"]) == 0
     assert champion_of(settings) == "1"
-    assert registry.promotion_history(settings)[0].previous is None
+    assert tracking.promotion_history(settings)[0].previous is None
 
 
 def test_small_held_out_split_gets_no_verdict_to_promote(
@@ -225,7 +226,7 @@ def test_unloadable_champion_blocks_promotion_unless_treated_as_absent(
     assert any(r["rule"] == "floor" for r in report["rules"])
     assert cli.main(["promote"]) == 0
     assert champion_of(settings) == "2"
-    assert registry.promotion_history(settings)[-1].previous == "1"
+    assert tracking.promotion_history(settings)[-1].previous == "1"
 
 
 def test_no_challenger_and_unknown_metric_are_errors(
@@ -237,7 +238,7 @@ def test_no_challenger_and_unknown_metric_are_errors(
     assert cli.main(["gate", "--test", str(store.test_path)]) == 1
     assert "no version of errors has the alias 'challenger'" in capsys.readouterr().err
 
-    registry.set_alias(settings, "challenger", "1")
+    tracking.set_alias(settings, "challenger", "1")
     params = yaml.safe_load(Path("params.yaml").read_text())
     params["gate"]["guards"]["blocked_ham"] = 0.001
     Path("params.yaml").write_text(yaml.safe_dump(params))
@@ -268,7 +269,7 @@ def test_rollback_walks_back_and_history_lists_every_change(
     settings = store.register("lineage", "weak", "good", "good_again")
     use(monkeypatch, settings)
     for version, previous in (("1", None), ("2", "1"), ("3", "2")):
-        registry.promote(settings, version, previous, actor="tester", reason=f"to v{version}", gate={})
+        tracking.promote(settings, version, previous, actor="tester", reason=f"to v{version}", gate={})
     assert champion_of(settings) == "3"
 
     assert cli.main(["rollback", "--reason", "v3 misbehaves"]) == 0
@@ -282,7 +283,7 @@ def test_rollback_walks_back_and_history_lists_every_change(
     assert cli.main(["rollback", "--to", "3"]) == 0
     assert champion_of(settings) == "3"
 
-    records = registry.promotion_history(settings)
+    records = tracking.promotion_history(settings)
     assert [(r.seq, r.action, r.version, r.previous) for r in records] == [
         (1, "promote", "1", None),
         (2, "promote", "2", "1"),
@@ -307,11 +308,11 @@ def test_promotion_is_compare_and_set(store: Store, workdir: Path, monkeypatch: 
     use(monkeypatch, settings)
     code, report = gate(store)
     assert code == 0 and report["decision"] == "promote"
-    registry.promote(settings, "3", "1", actor="someone else", reason="meanwhile", gate={})
+    tracking.promote(settings, "3", "1", actor="someone else", reason="meanwhile", gate={})
 
     assert cli.main(["promote"]) == 1
     assert champion_of(settings) == "3"
-    assert [r.version for r in registry.promotion_history(settings)] == ["3"]
+    assert [r.version for r in tracking.promotion_history(settings)] == ["3"]
 
 
 def test_two_promotions_at_once_leave_one_consistent_champion(
@@ -348,5 +349,5 @@ def test_two_promotions_at_once_leave_one_consistent_champion(
     (loser,) = set(outcomes) - set(winners)
     assert "but the gate judged" in outcomes[loser][1] and "Champion unchanged" in outcomes[loser][1]
     assert champion_of(settings) == winners[0]
-    records = registry.promotion_history(settings)
+    records = tracking.promotion_history(settings)
     assert [(r.version, r.previous) for r in records] == [(winners[0], "1")]

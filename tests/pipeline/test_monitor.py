@@ -13,8 +13,9 @@ import pytest
 import yaml
 from sqlalchemy import text
 
-from spamfilter import cli, predlog
-from spamfilter import monitor as monitor_io
+from spamfilter import cli
+from spamfilter.monitoring import monitor as monitor_io
+from spamfilter.monitoring import predlog
 from tests.conftest import Project, make_messages, project_with_pipeline
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def test_reference_profile_is_an_output_of_evaluate(built: Project) -> None:
     outs = {out["path"] for out in lock["stages"]["evaluate"]["outs"]}
     assert "models/reference_profile.json" in outs
     deps = {dep["path"] for dep in lock["stages"]["evaluate"]["deps"]}
-    assert {"data/processed/train.jsonl", "spamfilter/profile.py"} <= deps
+    assert {"data/processed/train.jsonl", "spamfilter/monitoring"} <= deps
     profile = built.json("models/reference_profile.json")
     stats = built.json("reports/data_stats.json")
     metrics = built.json("reports/metrics.json")
@@ -146,10 +147,11 @@ def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
 
 
 def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from spamfilter import files, registry
+    from spamfilter import files
+    from spamfilter.registry import tracking
 
     monkeypatch.chdir(built.root)
-    registry.save_model(files.load_joblib("models/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
+    tracking.save_model(files.load_joblib("models/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
     assert cli.main(["monitor", "--batch", "data/new", "--model", "bundle", "--json", "reports/bundle.json"]) == 0
     scores = {
         name: next(c for c in built.json(f"reports/{name}.json")["checks"] if c["name"] == "score_distribution")

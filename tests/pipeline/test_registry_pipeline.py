@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from spamfilter import bundle, cli, registry
+from spamfilter import cli
 from spamfilter.config import Settings
+from spamfilter.registry import bundle, tracking
 from tests.conftest import Project, make_messages, make_project, write_tsv
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Released:
 
 def test_evaluate_makes_the_new_version_challenger_with_lineage_tags(released: Released) -> None:
     root = released.project.root
-    challenger = registry.get_version(released.settings, "challenger")
+    challenger = tracking.get_version(released.settings, "challenger")
     assert challenger.version == "1"
     tags = challenger.tags
     head = released.project.run("git", "rev-parse", "HEAD").stdout.strip()
@@ -95,7 +96,7 @@ def test_first_run_promotes_by_the_floors_and_exports_the_champion(released: Rel
     assert "decision: PROMOTE" in released.outputs["gate"]
     assert "@champion: none → v1" in released.outputs["promote"]
 
-    (record,) = registry.promotion_history(released.settings)
+    (record,) = tracking.promotion_history(released.settings)
     assert (record.version, record.previous, record.action) == ("1", None, "promote")
     meta = bundle.read_bundle_metadata(released.project.root / "bundle")
     assert (meta.version, meta.alias) == ("1", "champion")
@@ -110,7 +111,7 @@ def test_first_run_promotes_by_the_floors_and_exports_the_champion(released: Rel
 def test_champion_loads_by_alias_and_matches_the_bundle(released: Released) -> None:
     mlflow.set_tracking_uri(released.settings.mlflow_tracking_uri)
     champion = mlflow.pyfunc.load_model("models:/spam-classifier@champion")
-    served = registry.load_sklearn_model(str(released.project.root / "bundle" / "model"))
+    served = tracking.load_sklearn_model(str(released.project.root / "bundle" / "model"))
     texts = [json.loads(line)["text"] for line in (released.project.root / "data/processed/test.jsonl").open()]
     assert list(champion.predict(pd.DataFrame({"text": texts}))) == list(served.predict(texts))
 
@@ -119,5 +120,5 @@ def test_gate_again_on_the_champion_changes_nothing(released: Released) -> None:
     """After promotion the challenger is the champion: judged equal to itself, so no second promotion."""
     assert "decision: REJECT — v1 is already the champion" in released.outputs["again"]
     assert "not promoting" in released.outputs["again"]
-    assert registry.get_version(released.settings, "champion").version == "1"
-    assert len(registry.promotion_history(released.settings)) == 1
+    assert tracking.get_version(released.settings, "champion").version == "1"
+    assert len(tracking.promotion_history(released.settings)) == 1

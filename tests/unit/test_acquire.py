@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spamfilter.acquire import (
+from spamfilter.data.acquire import (
     CANONICAL_NAME,
     HEADER,
     UCI_MEMBER,
@@ -21,7 +21,7 @@ from spamfilter.acquire import (
     extract_uci_member,
     store,
 )
-from spamfilter.data import DataError
+from spamfilter.data.corpus import DataError
 
 CONTENT = b"ham\tHello\nspam\tWIN a prize\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spamfilter.data import (
+from spamfilter.data.corpus import (
     DataError,
     Message,
     ParsedFile,

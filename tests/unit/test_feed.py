@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from spamfilter import cli, data, feed
-from spamfilter.text import WordAnalyzer, normalize
+from spamfilter import cli
+from spamfilter.data import corpus, feed
+from spamfilter.modeling.text import WordAnalyzer, normalize
 from tests.conftest import make_messages, write_tsv
 
 
 @pytest.fixture
-def pool() -> list[data.Message]:
-    return [data.Message(label, text) for label, text in make_messages(n_ham=300, n_spam=60)]
+def pool() -> list[corpus.Message]:
+    return [corpus.Message(label, text) for label, text in make_messages(n_ham=300, n_spam=60)]
 
 
-def test_plain_sample_is_deterministic_and_from_the_pool(pool: list[data.Message]) -> None:
+def test_plain_sample_is_deterministic_and_from_the_pool(pool: list[corpus.Message]) -> None:
     batch = feed.make_batch(pool, 100, "none", 0.0, seed=3)
     assert batch == feed.make_batch(pool, 100, "none", 0.0, seed=3)
     assert batch != feed.make_batch(pool, 100, "none", 0.0, seed=4)
@@ -26,13 +27,13 @@ def test_plain_sample_is_deterministic_and_from_the_pool(pool: list[data.Message
     assert {m.text for m in batch} <= {m.text for m in pool}
 
 
-def test_spam_surge_raises_the_spam_share(pool: list[data.Message]) -> None:
+def test_spam_surge_raises_the_spam_share(pool: list[corpus.Message]) -> None:
     batch = feed.make_batch(pool, 200, "spam_surge", 0.5, seed=1)
     base = 60 / 360
     assert sum(m.is_spam for m in batch) == round(200 * (base + 0.5 * (1 - base)))
 
 
-def test_new_campaign_adds_spam_with_unseen_words(pool: list[data.Message]) -> None:
+def test_new_campaign_adds_spam_with_unseen_words(pool: list[corpus.Message]) -> None:
     batch = feed.make_batch(pool, 200, "new_campaign", 0.25, seed=2)
     campaign = [m for m in batch if m.source == "feed:new_campaign"]
     assert len(campaign) == 50
@@ -43,7 +44,7 @@ def test_new_campaign_adds_spam_with_unseen_words(pool: list[data.Message]) -> N
     assert len(campaign_words - seen) >= 20
 
 
-def test_length_shift_keeps_labels_and_lengthens(pool: list[data.Message]) -> None:
+def test_length_shift_keeps_labels_and_lengthens(pool: list[corpus.Message]) -> None:
     plain = feed.make_batch(pool, 200, "none", 0.0, seed=5)
     shifted = feed.make_batch(pool, 200, "length_shift", 0.5, seed=5)
     assert [m.label for m in shifted] == [m.label for m in plain]
@@ -52,7 +53,7 @@ def test_length_shift_keeps_labels_and_lengthens(pool: list[data.Message]) -> No
     assert mean(shifted) > 1.4 * mean(plain)
 
 
-def test_vocab_shift_swaps_in_modern_words(pool: list[data.Message]) -> None:
+def test_vocab_shift_swaps_in_modern_words(pool: list[corpus.Message]) -> None:
     shifted = feed.make_batch(pool, 100, "vocab_shift", 0.4, seed=6)
     changed = [m for m in shifted if m.source == "feed:vocab_shift"]
     assert len(changed) == 40
@@ -63,36 +64,36 @@ def test_vocab_shift_swaps_in_modern_words(pool: list[data.Message]) -> None:
     ("mode", "strength", "message"),
     [("tsunami", 0.1, "unknown drift mode"), ("new_campaign", 1.5, "strength must be within")],
 )
-def test_bad_arguments(pool: list[data.Message], mode: str, strength: float, message: str) -> None:
+def test_bad_arguments(pool: list[corpus.Message], mode: str, strength: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         feed.make_batch(pool, 10, mode, strength, seed=1)
 
 
-def test_written_batch_passes_the_raw_corpus_validation(pool: list[data.Message], tmp_path: Path) -> None:
-    messy = [data.Message("ham", "tab\there and a\nnewline"), *feed.make_batch(pool, 50, "new_campaign", 0.3, 1)]
+def test_written_batch_passes_the_raw_corpus_validation(pool: list[corpus.Message], tmp_path: Path) -> None:
+    messy = [corpus.Message("ham", "tab\there and a\nnewline"), *feed.make_batch(pool, 50, "new_campaign", 0.3, 1)]
     at = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
     path = feed.write_batch(messy, tmp_path / "new", "new_campaign", at)
     assert re.fullmatch(r"batch-20250301T120000000000Z-new_campaign\.tsv", path.name)
-    parsed = data.parse_corpus(path.read_bytes(), str(path))
+    parsed = corpus.parse_corpus(path.read_bytes(), str(path))
     assert parsed.bad_rows == []
     assert [m.label for m in parsed.messages] == [m.label for m in messy]
     assert parsed.messages[0].text == "tab here and a newline"
-    with pytest.raises(data.DataError, match="already exists"):
+    with pytest.raises(corpus.DataError, match="already exists"):
         feed.write_batch(messy, tmp_path / "new", "new_campaign", at)
 
 
 def test_feed_command_writes_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "raw").mkdir()
-    corpus = write_tsv(tmp_path / "raw" / "corpus.tsv", make_messages())
+    corpus_file = write_tsv(tmp_path / "raw" / "corpus.tsv", make_messages())
     out_dir = tmp_path / "new"
     argv = ["feed", "--source", str(tmp_path / "raw"), "--out-dir", str(out_dir), "--n", "30", "--drift", "spam_surge"]
     assert cli.main([*argv, "--seed", "1"]) == 0
     (written,) = out_dir.iterdir()
     assert "30 messages" in capsys.readouterr().out
-    parsed = data.parse_corpus(written.read_bytes(), str(written))
+    parsed = corpus.parse_corpus(written.read_bytes(), str(written))
     assert len(parsed.messages) == 30 and parsed.bad_rows == []
-    raw = data.parse_corpus(corpus.read_bytes(), str(corpus))
-    assert data.deduplicate([raw, parsed]).bad_rows == []  # merges with the corpus as `ingest` will
+    raw = corpus.parse_corpus(corpus_file.read_bytes(), str(corpus_file))
+    assert corpus.deduplicate([raw, parsed]).bad_rows == []  # merges with the corpus as `ingest` will
 
 
 def test_feed_command_without_a_corpus_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

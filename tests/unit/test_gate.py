@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spamfilter import audit, gate
 from spamfilter.config import METRIC_NAMES, ConfigError, GateParams, load_params, parse_params
-from spamfilter.metrics import METRIC_KEYS
+from spamfilter.modeling.metrics import METRIC_KEYS
+from spamfilter.registry import audit, gate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from spamfilter.metrics import (
+from spamfilter.modeling.metrics import (
     METRIC_KEYS,
     behavioural_checks,
     classification_metrics,

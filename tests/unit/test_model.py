@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from spamfilter.config import FeaturizeParams, Params, TrainParams
-from spamfilter.model import assemble, build_classifier, build_featurizer, model_threshold, spam_probability
+from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, model_threshold, spam_probability
 from tests.conftest import make_messages
 
 MESSAGES = make_messages(n_ham=120, n_spam=40)

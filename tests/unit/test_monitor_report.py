@@ -9,34 +9,34 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from spamfilter import drift, monitor_report
 from spamfilter.config import MonitorParams
+from spamfilter.monitoring import checks, decision, rendering
 
 PARAMS = MonitorParams()
 
 
-def report_of(result: drift.MonitorResult) -> dict[str, Any]:
+def report_of(result: decision.MonitorResult) -> dict[str, Any]:
     return {**result.as_dict(), "params": PARAMS.model_dump(mode="json"), "reference": {"profile": "p.json"}}
 
 
 @pytest.fixture
 def drift_report() -> dict[str, Any]:
     rng = np.random.default_rng(1)
-    checks = [
-        drift.descriptor_check("length", rng.normal(60, 20, 2000), rng.normal(90, 20, 500), 0.1),
-        drift.descriptor_check("tokens", rng.normal(12, 4, 2000), rng.normal(12, 4, 500), 0.1),
-        drift.score_distribution_check(rng.beta(0.3, 2, 1000), rng.beta(0.6, 1.5, 500), 0.1),
-        drift.spam_rate_check("label_spam_rate", "label", 130, 1000, 150, 500, 0.05),
-        drift.skipped("domain_classifier", "domain", "roc_auc", "40 distinct texts per side < 50"),
+    results = [
+        checks.descriptor_check("length", rng.normal(60, 20, 2000), rng.normal(90, 20, 500), 0.1),
+        checks.descriptor_check("tokens", rng.normal(12, 4, 2000), rng.normal(12, 4, 500), 0.1),
+        checks.score_distribution_check(rng.beta(0.3, 2, 1000), rng.beta(0.6, 1.5, 500), 0.1),
+        checks.spam_rate_check("label_spam_rate", "label", 130, 1000, 150, 500, 0.05),
+        checks.skipped("domain_classifier", "domain", "roc_auc", "40 distinct texts per side < 50"),
     ]
-    checks += drift.quality_checks(
+    results += checks.quality_checks(
         {"caught_spam": 120, "blocked_ham": 3, "missed_spam": 10, "true_ham": 867},
         {"precision": 0.976, "recall": 0.923, "f1": 0.949},
         ["spam"] * 100 + ["ham"] * 400,
         ["spam"] * 60 + ["ham"] * 40 + ["ham"] * 400,
         PARAMS,
     )
-    vocabulary = drift.CheckResult(
+    vocabulary = checks.CheckResult(
         "vocabulary",
         "vocabulary",
         "js_excess",
@@ -52,14 +52,14 @@ def drift_report() -> dict[str, Any]:
             "unseen_terms": [{"term": "evri", "current_share": 0.05}],
         },
     )
-    result = drift.decide(
-        [*checks, vocabulary], {"size": 500, "with_text": 500, "labelled": 500, "source": "x"}, PARAMS
+    result = decision.decide(
+        [*results, vocabulary], {"size": 500, "with_text": 500, "labelled": 500, "source": "x"}, PARAMS
     )
     return report_of(result)
 
 
 def test_html_report_renders_every_check_and_its_figures(drift_report: dict[str, Any]) -> None:
-    page = monitor_report.render_html(drift_report)
+    page = rendering.render_html(drift_report)
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     assert "retrain_needed = true" in page
     for check in drift_report["checks"]:
@@ -75,15 +75,15 @@ def test_html_report_renders_every_check_and_its_figures(drift_report: dict[str,
 
 
 def test_insufficient_data_report_renders_without_figures() -> None:
-    result = drift.MonitorResult("insufficient_data", False, [], [], {"size": 3}, "insufficient data: 3 messages")
-    page = monitor_report.render_html(report_of(result))
+    result = decision.MonitorResult("insufficient_data", False, [], [], {"size": 3}, "insufficient data: 3 messages")
+    page = rendering.render_html(report_of(result))
     assert "insufficient data: 3 messages" in page
     assert "retrain_needed = false" in page
     assert "<figure>" not in page
 
 
 def test_summary_table(drift_report: dict[str, Any]) -> None:
-    table = monitor_report.summary_table(drift_report)
+    table = rendering.summary_table(drift_report)
     lines = table.splitlines()
     assert lines[0].startswith("window: 500 messages (500 with text, 500 labelled)")
     for check in drift_report["checks"]:
@@ -98,7 +98,7 @@ def test_summary_table(drift_report: dict[str, Any]) -> None:
 
 def test_github_output_lines(drift_report: dict[str, Any]) -> None:
     drift_report["reasons"].append("a reason\nwith a newline")
-    content = monitor_report.github_output(drift_report)
+    content = rendering.github_output(drift_report)
     lines = content.splitlines()
     assert content.endswith("\n")
     assert lines[0] == "retrain_needed=true"
@@ -107,7 +107,7 @@ def test_github_output_lines(drift_report: dict[str, Any]) -> None:
     assert lines[2].endswith("a reason with a newline")
     assert len(lines) == 3
     quiet = {"retrain_needed": False, "status": "insufficient_data", "reasons": []}
-    assert monitor_report.github_output(quiet) == (
+    assert rendering.github_output(quiet) == (
         "retrain_needed=false\nmonitor_status=insufficient_data\nretrain_reasons=\n"
     )
 

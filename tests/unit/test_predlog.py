@@ -6,7 +6,7 @@ import time
 import uuid
 from pathlib import Path
 
-from spamfilter.predlog import new_prediction_id, text_sha256
+from spamfilter.monitoring.predlog import new_prediction_id, text_sha256
 
 
 def test_prediction_ids_are_version_7_uuids_ordered_by_time() -> None:
@@ -30,7 +30,7 @@ def test_sqlite_fast_path_reads_back_like_the_portable_path(tmp_path: Path) -> N
 
     from sqlalchemy import insert
 
-    from spamfilter import predlog
+    from spamfilter.monitoring import predlog
 
     engine = predlog.connect(f"sqlite:///{tmp_path / 'log.db'}")
     at = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from spamfilter.svgchart import Series, _nice_max, grid, hbar_chart, histogram, vbar_chart
+from spamfilter.monitoring.svgchart import Series, _nice_max, grid, hbar_chart, histogram, vbar_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spamfilter.text import (
+from spamfilter.modeling.text import (
     EMAIL_TOKEN,
     MONEY_TOKEN,
     NUMBER_TOKEN,

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spamfilter.gate import GateVerdict
+from spamfilter.registry.gate import GateVerdict
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from spamfilter import svgchart
+from spamfilter.monitoring import svgchart
 
 REFERENCE_COLOUR = "#4c72b0"
 CURRENT_COLOUR = "#dd8452"

@@ -23,9 +23,12 @@ from typing import Any
 
 import yaml
 
-from spamfilter import audit, bundle, data, files, gate, metrics
+from spamfilter import files
 from spamfilter.config import GateParams, Params, Settings, flatten
-from spamfilter.model import model_threshold, spam_probability
+from spamfilter.data import corpus
+from spamfilter.modeling import metrics
+from spamfilter.modeling.pipeline import model_threshold, spam_probability
+from spamfilter.registry import audit, bundle, gate
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,9 @@ def score(model: Any, texts: list[str], truth: list[str]) -> dict[str, float]:
 def read_held_out(path: Path) -> tuple[list[str], list[str], str]:
     """Texts, labels and sha256 of a held-out split written by the ingest stage."""
     content = path.read_text(encoding="utf-8")
-    texts, truth = data.texts_and_labels(data.from_jsonl(content, str(path)))
+    texts, truth = corpus.texts_and_labels(corpus.from_jsonl(content, str(path)))
     if not texts:
-        raise data.DataError(f"{path}: the held-out split is empty")
+        raise corpus.DataError(f"{path}: the held-out split is empty")
     return texts, truth, hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
@@ -59,12 +62,12 @@ def run_gate(
 ) -> gate.GateReport:
     """Judge the challenger against the champion on `test_path`. Touches no alias: errors (no
     challenger, store unreachable, challenger unloadable) raise; a verdict either way returns."""
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
     texts, truth, sha256 = read_held_out(test_path)
-    challenger = registry.get_version(settings, challenger_ref)
-    champion = registry.find_alias(settings, registry.CHAMPION)
-    challenger_metrics = score(registry.load_version(settings, challenger), texts, truth)
+    challenger = tracking.get_version(settings, challenger_ref)
+    champion = tracking.find_alias(settings, tracking.CHAMPION)
+    challenger_metrics = score(tracking.load_version(settings, challenger), texts, truth)
 
     champion_metrics: dict[str, float] | None = None
     status: gate.ChampionStatus = "absent"
@@ -74,9 +77,9 @@ def run_gate(
             if champion.version == challenger.version:
                 champion_metrics = challenger_metrics
             else:
-                champion_metrics = score(registry.load_version(settings, champion), texts, truth)
+                champion_metrics = score(tracking.load_version(settings, champion), texts, truth)
             status = "present"
-        except registry.ModelUnavailableError as exc:
+        except tracking.ModelUnavailableError as exc:
             problem = str(exc)
             status = "treated_as_absent" if treat_missing_champion_as_absent else "unloadable"
             log.warning("champion %s", problem)
@@ -103,7 +106,7 @@ def run_gate(
         champion=None
         if champion is None
         else gate.JudgedVersion(
-            version=champion.version, run_id=champion.run_id, alias=registry.CHAMPION, metrics=champion_metrics or {}
+            version=champion.version, run_id=champion.run_id, alias=tracking.CHAMPION, metrics=champion_metrics or {}
         ),
         champion_status=status,
         champion_problem=problem,
@@ -135,11 +138,11 @@ def write_gate_outputs(report: gate.GateReport, report_path: Path, github_output
 def record_verdict(settings: Settings, report: gate.GateReport) -> None:
     """Tag the judged version with the verdict, so the registry shows rejected challengers too
     (not when it is already the champion: its tags keep the verdict that promoted it)."""
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
     if report.champion is not None and report.champion.version == report.challenger.version:
         return
-    registry.set_version_tags(
+    tracking.set_version_tags(
         settings,
         report.challenger.version,
         {
@@ -154,15 +157,15 @@ def record_verdict(settings: Settings, report: gate.GateReport) -> None:
 def read_gate_report(path: Path) -> gate.GateReport:
     from pydantic import ValidationError
 
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
     try:
         return gate.GateReport.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise registry.RegistryError(f"{path}: no gate report; run `spamfilter gate` first") from None
+        raise tracking.RegistryError(f"{path}: no gate report; run `spamfilter gate` first") from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-        raise registry.RegistryError(f"{path}: not a gate report ({problems})") from None
+        raise tracking.RegistryError(f"{path}: not a gate report ({problems})") from None
 
 
 def promote_from_report(
@@ -170,20 +173,20 @@ def promote_from_report(
 ) -> audit.PromotionRecord | None:
     """Promote the version a gate report judged, if the gate passed it. None when the gate rejected
     and `if_passed`; a rejected verdict is otherwise an error. `champion` is untouched unless promoted."""
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
     report = read_gate_report(report_path)
     if report.registered_model != settings.registered_model:
-        raise registry.RegistryError(
+        raise tracking.RegistryError(
             f"{report_path} judged {report.registered_model!r}, but SPAM_REGISTERED_MODEL is {settings.registered_model!r}"
         )
     if report.decision != "promote":
         if if_passed:
             return None
-        raise registry.RegistryError(
+        raise tracking.RegistryError(
             f"{report_path}: the gate rejected v{report.challenger.version} ({report.reason}); champion unchanged"
         )
-    return registry.promote(
+    return tracking.promote(
         settings,
         report.challenger.version,
         expected_champion=report.champion.version if report.champion else None,
@@ -195,15 +198,15 @@ def promote_from_report(
 
 def export_bundle(settings: Settings, ref: str, destination: Path) -> bundle.BundleMetadata:
     """Write the version named by `ref` (alias or number) as a serving bundle at `destination`."""
-    from spamfilter import registry
+    from spamfilter.registry import tracking
 
-    version = registry.get_version(settings, ref)
-    details = registry.registered_version(version.uri, settings)
+    version = tracking.get_version(settings, ref)
+    details = tracking.registered_version(version.uri, settings)
     with tempfile.TemporaryDirectory(
         prefix=".export-", dir=destination.parent if destination.parent.exists() else None
     ) as tmp:
-        model_dir = registry.download_version(settings, version, Path(tmp) / "download")
-        threshold = model_threshold(registry.load_sklearn_model(str(model_dir)))
+        model_dir = tracking.download_version(settings, version, Path(tmp) / "download")
+        threshold = model_threshold(tracking.load_sklearn_model(str(model_dir)))
         tags = {**details.tags, **version.tags}  # the version's lineage tags, else the run's
         meta = bundle.BundleMetadata(
             name=version.name,

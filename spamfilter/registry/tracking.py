@@ -21,9 +21,9 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import spamfilter
-from spamfilter.audit import PromotionRecord, rollback_target
 from spamfilter.config import Settings
 from spamfilter.errors import SpamfilterError
+from spamfilter.registry.audit import PromotionRecord, rollback_target
 
 log = logging.getLogger(__name__)
 

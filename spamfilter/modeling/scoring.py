@@ -25,8 +25,8 @@ from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l1, inplace_csr_row_normalize_l2
 
-from spamfilter.model import SPAM, spam_probability
-from spamfilter.text import TextNormalizer
+from spamfilter.modeling.pipeline import SPAM, spam_probability
+from spamfilter.modeling.text import TextNormalizer
 
 log = logging.getLogger(__name__)
 

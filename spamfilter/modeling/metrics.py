@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,10 +61,17 @@ def classification_metrics(
 
 
 def confusion_counts(y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, int]:
+    """The confusion matrix as named counts, spam as the positive class."""
     truth = np.asarray(y_true) == SPAM
     pred = np.asarray(y_pred) == SPAM
     tn, fp, fn, tp = confusion_matrix(truth, pred, labels=[False, True]).ravel()
     return {"true_ham": int(tn), "blocked_ham": int(fp), "missed_spam": int(fn), "caught_spam": int(tp)}
+
+
+def f1_from_counts(counts: Mapping[str, int]) -> float:
+    """Spam F1 from named confusion counts (`confusion_counts`)."""
+    tp, fp, fn = counts["caught_spam"], counts["blocked_ham"], counts["missed_spam"]
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def roc_points(y_true: Sequence[str], spam_proba: Sequence[float]) -> list[dict[str, float]]:

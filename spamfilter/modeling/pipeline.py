@@ -16,7 +16,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 from spamfilter.config import FeaturizeParams, TrainParams
-from spamfilter.text import TextNormalizer, WordAnalyzer
+from spamfilter.modeling.text import TextNormalizer, WordAnalyzer
 
 SPAM = "spam"
 

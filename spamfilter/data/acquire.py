@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spamfilter import files
-from spamfilter.data import DataError, parse_corpus
+from spamfilter.data.corpus import DataError, parse_corpus
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from spamfilter import drift
-from spamfilter.data import DataError
+from spamfilter.data.corpus import DataError
+from spamfilter.modeling.metrics import confusion_counts
+from spamfilter.monitoring import decision, descriptors
 
 SCHEMA_VERSION = 1
 PROFILE_STAGE_HINT = "it is written by the `evaluate` stage: run `dvc repro` (or `make repro`)"
@@ -31,9 +32,9 @@ def build_profile(
     model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The reference profile as a JSON-ready mapping."""
-    tokenized = drift.tokenize(train_texts)
-    vocabulary = drift.document_frequencies(tokenized.terms)
-    values = drift.descriptors(tokenized, vocabulary, leave_one_out=True)
+    tokenized = descriptors.tokenize(train_texts)
+    vocabulary = descriptors.document_frequencies(tokenized.terms)
+    values = descriptors.descriptors(tokenized, vocabulary, leave_one_out=True)
     scores = np.asarray(test_scores, dtype=float)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -60,11 +61,11 @@ def build_profile(
             "truth_spam": sum(t == "spam" for t in test_truth),
         },
         "metrics": {key: float(value) for key, value in metrics.items()},
-        "confusion": drift.confusion(test_truth, test_predicted),
+        "confusion": confusion_counts(test_truth, test_predicted),
     }
 
 
-def reference_from_profile(profile: Mapping[str, Any], source: str = "reference profile") -> drift.Reference:
+def reference_from_profile(profile: Mapping[str, Any], source: str = "reference profile") -> decision.Reference:
     """The monitor's view of a profile, checked: a clear error naming what is missing."""
     try:
         if profile.get("schema_version") != SCHEMA_VERSION:
@@ -72,10 +73,11 @@ def reference_from_profile(profile: Mapping[str, Any], source: str = "reference 
                 f"{source}: schema_version {profile.get('schema_version')!r}, expected {SCHEMA_VERSION}; "
                 f"rebuild it: {PROFILE_STAGE_HINT}"
             )
-        return drift.Reference(
+        return decision.Reference(
             texts=[str(t) for t in profile["texts"]["sample"]],
             descriptors={
-                name: np.asarray(profile["descriptors"][name]["values"], dtype=float) for name in drift.DESCRIPTORS
+                name: np.asarray(profile["descriptors"][name]["values"], dtype=float)
+                for name in descriptors.DESCRIPTORS
             },
             vocabulary={str(k): int(v) for k, v in profile["vocabulary"]["document_frequency"].items()},
             scores=np.asarray(profile["scores"]["values"], dtype=float),

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from spamfilter import data, drift, files, monitor_report, predlog
+from spamfilter import files
 from spamfilter.config import MonitorParams
-from spamfilter.data import DataError
-from spamfilter.profile import PROFILE_STAGE_HINT, reference_from_profile
+from spamfilter.data import corpus
+from spamfilter.data.corpus import DataError
+from spamfilter.monitoring import decision, predlog, rendering
+from spamfilter.monitoring.profile import PROFILE_STAGE_HINT, reference_from_profile
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def parse_log_row(row: Mapping[str, Any]) -> predlog.PredictionRecord | str:
         probability = float(row["spam_probability"])
         _require(math.isfinite(probability) and 0.0 <= probability <= 1.0, "spam_probability outside [0, 1]")
         label = str(row["label"])
-        _require(label in data.LABELS, "label is not ham or spam")
+        _require(label in corpus.LABELS, "label is not ham or spam")
         length = int(row["text_length"])
         _require(length >= 0, "negative text_length")
         text = row.get("text")
@@ -138,7 +140,7 @@ def read_log_window(url: str, last: int | None, since: datetime | None, rows: Wi
     engine.dispose()
     for record in records:
         truth = feedback.get(record.id)
-        if truth is not None and truth not in data.LABELS:
+        if truth is not None and truth not in corpus.LABELS:
             rows.skip("feedback: true_label is not ham or spam")
             truth = None
         rows.texts.append(record.text)
@@ -174,7 +176,7 @@ def _corpus_files(path: Path) -> list[Path]:
 def read_batches(paths: Sequence[Path], rows: WindowRows) -> None:
     """Append the labelled messages of batch files; rows that fail validation are skipped and counted."""
     for path in [p for given in paths for p in _corpus_files(given)]:
-        parsed = data.parse_corpus(path.read_bytes(), str(path))
+        parsed = corpus.parse_corpus(path.read_bytes(), str(path))
         for bad in parsed.bad_rows:
             rows.skip(f"batch: {bad.reason}")
             log.warning("skipped %s", bad)
@@ -197,13 +199,13 @@ def load_model(source: Path) -> Any:
     if (source / "model" / "MLmodel").is_file():
         source = source / "model"
     if (source / "MLmodel").is_file():
-        from spamfilter import registry
+        from spamfilter.registry import tracking
 
-        return registry.load_sklearn_model(str(source))
+        return tracking.load_sklearn_model(str(source))
     raise FileNotFoundError(2, "model not found (a model.joblib, an MLflow model directory or a bundle)", str(source))
 
 
-def read_profile(path: Path) -> drift.Reference:
+def read_profile(path: Path) -> decision.Reference:
     if not path.is_file():
         raise DataError(f"{path}: reference profile not found; {PROFILE_STAGE_HINT}")
     return reference_from_profile(files.read_json(path), str(path))
@@ -211,7 +213,7 @@ def read_profile(path: Path) -> drift.Reference:
 
 def score_missing(rows: WindowRows, model_source: Path) -> float:
     """Score the rows that have text but no score (batches) with the champion; its threshold."""
-    from spamfilter.model import model_threshold, predict_labels, spam_probability
+    from spamfilter.modeling.pipeline import model_threshold, predict_labels, spam_probability
 
     todo = [i for i, s in enumerate(rows.scores) if s is None]
     if not todo:
@@ -225,10 +227,10 @@ def score_missing(rows: WindowRows, model_source: Path) -> float:
     return threshold
 
 
-def to_window(rows: WindowRows) -> drift.Window:
+def to_window(rows: WindowRows) -> decision.Window:
     texts = [t for t in rows.texts if t]
     truth = rows.truth if any(t is not None for t in rows.truth) else None
-    return drift.Window(
+    return decision.Window(
         lengths=np.asarray(rows.lengths, dtype=float),
         scores=np.asarray(rows.scores, dtype=float),
         predicted=[str(p) for p in rows.predicted],
@@ -273,7 +275,7 @@ def run(request: MonitorRequest) -> dict[str, Any]:
     window = to_window(rows)
     if rows.bad_rows:
         log.warning("skipped %d corrupt rows: %s", sum(rows.bad_rows.values()), rows.bad_rows)
-    result = drift.run_checks(reference, window, request.params)
+    result = decision.run_checks(reference, window, request.params)
     report = {
         **result.as_dict(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -281,9 +283,9 @@ def run(request: MonitorRequest) -> dict[str, Any]:
         "params": request.params.model_dump(mode="json"),
     }
     files.write_json(request.json_path, report)
-    files.write_text(request.html_path, monitor_report.render_html(report))
+    files.write_text(request.html_path, rendering.render_html(report))
     github_output = os.environ.get("GITHUB_OUTPUT")
     if github_output:
         with open(github_output, "a", encoding="utf-8") as handle:
-            handle.write(monitor_report.github_output(report))
+            handle.write(rendering.github_output(report))
     return report

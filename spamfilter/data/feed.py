@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from spamfilter import files
-from spamfilter.data import DataError, Message, parse_corpus
+from spamfilter.data.corpus import DataError, Message, parse_corpus
 
 DriftMode = Literal["none", "spam_surge", "new_campaign", "length_shift", "vocab_shift"]
 DRIFT_MODES: tuple[str, ...] = get_args(DriftMode)
