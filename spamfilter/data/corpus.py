@@ -27,12 +27,15 @@ class DataError(SpamfilterError, ValueError):
 
 @dataclass(frozen=True)
 class BadRow:
+    """An input record that cannot be used: where it is and why. `line` is 0 for whole files or
+    archive members (one e-mail each), which `source` alone names."""
+
     source: str
     line: int
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.reason}"
+        return f"{self.source}:{self.line}: {self.reason}" if self.line else f"{self.source}: {self.reason}"
 
 
 @dataclass(frozen=True)
