@@ -17,39 +17,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict
+
+from spamfilter.errors import ModelUnavailableError
+from spamfilter.labels import LABELS
 from spamfilter.modeling.pipeline import model_threshold, predict_labels
 from spamfilter.modeling.scoring import Scorer, compile_scorer
-from spamfilter.registry.bundle import DataFingerprint, model_path, read_bundle_metadata
+from spamfilter.registry import loading, versions
+from spamfilter.registry.bundle import read_bundle_metadata
+from spamfilter.registry.versions import ModelDescription, parse_models_uri
 
 log = logging.getLogger(__name__)
-
-FINGERPRINT_TAGS = {
-    "raw_md5": "data_raw_md5",
-    "dataset_sha256": "data_sha256",
-    "rows": "data_rows",
-    "train_rows": "data_train_rows",
-    "test_rows": "data_test_rows",
-}
 
 
 def is_registry_uri(uri: str) -> bool:
     return uri.startswith("models:/")
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What /model reports: which model answers, and how it scored when it was evaluated."""
+class ModelInfo(ModelDescription):
+    """What /model reports: the served version's description, where it was loaded from, and the token
+    that identifies the version at its source (polling reloads when it changes)."""
 
-    name: str
-    version: str
-    alias: str | None
-    run_id: str
+    model_config = ConfigDict(frozen=True)
+
     source: str
-    metrics: dict[str, float]
-    threshold: float
-    trained_at: str
-    data_fingerprint: dict[str, Any]
-    # Identifies the version at its source: polling reloads when it changes.
     token: str
 
 
@@ -66,18 +57,10 @@ class LoadedModel:
         return predict_labels(probabilities, self.threshold)
 
 
-def _fingerprint_from_tags(tags: dict[str, str]) -> dict[str, Any]:
-    fingerprint: dict[str, Any] = {}
-    for key, tag in FINGERPRINT_TAGS.items():
-        value = tags.get(tag, "")
-        fingerprint[key] = int(value) if key.endswith("rows") and value.isdigit() else value
-    return fingerprint
-
-
 def probe_source(uri: str) -> str:
     """The token of the version the source names now (cheap: metadata only, no model load)."""
     if is_registry_uri(uri):
-        from spamfilter.registry import tracking
+        from spamfilter.registry import tracking  # imports mlflow
 
         return f"registry:{tracking.registered_version(uri).version}"
     meta = read_bundle_metadata(Path(uri))
@@ -90,49 +73,31 @@ def load_from_source(uri: str) -> LoadedModel:
     A registry alias is resolved to a version first and that version is loaded, so the
     metadata and the model always describe the same version even if the alias moves meanwhile.
     """
-    from spamfilter.registry import tracking
-
     started = time.perf_counter()
     if is_registry_uri(uri):
+        from spamfilter.registry import tracking  # imports mlflow: only when loading from the registry
+
         found = tracking.registered_version(uri)
-        model = tracking.load_sklearn_model(found.model_uri)
-        _, alias, _ = tracking.parse_models_uri(uri)
-        threshold = model_threshold(model)
-        info = ModelInfo(
-            name=found.name,
-            version=found.version,
-            alias=alias,
-            run_id=found.run_id,
-            source=found.model_uri,
-            metrics=found.metrics,
-            threshold=threshold,
-            trained_at=found.trained_at,
-            data_fingerprint=_fingerprint_from_tags(found.tags),
-            token=f"registry:{found.version}",
-        )
+        model = loading.load_pipeline(found.uri)
+        _, alias, _ = parse_models_uri(uri)
+        description = versions.describe(found, alias, model_threshold(model))
+        info = ModelInfo(**description.model_dump(), source=found.uri, token=f"registry:{found.version}")
     else:
         bundle = Path(uri)
         meta = read_bundle_metadata(bundle)
-        model = tracking.load_sklearn_model(str(model_path(bundle)))
+        model = loading.load_pipeline(bundle)
         threshold = model_threshold(model)
         if abs(threshold - meta.threshold) > 1e-12:
-            raise ValueError(
+            raise ModelUnavailableError(
                 f"{bundle}/metadata.json: threshold {meta.threshold} differs from the model's built-in {threshold}"
             )
         info = ModelInfo(
-            name=meta.name,
-            version=meta.version,
-            alias=meta.alias,
-            run_id=meta.run_id,
+            **meta.model_dump(exclude={"exported_at"}),
             source=str(bundle.resolve()),
-            metrics=dict(meta.metrics),
-            threshold=threshold,
-            trained_at=meta.trained_at,
-            data_fingerprint=DataFingerprint.model_validate(meta.data_fingerprint).model_dump(),
             token=f"bundle:{meta.version}:{meta.run_id}:{meta.exported_at}",
         )
-    if list(model.classes_) != ["ham", "spam"]:
-        raise ValueError(f"{uri}: model classes are {list(model.classes_)}, expected ['ham', 'spam']")
+    if tuple(model.classes_) != LABELS:
+        raise ModelUnavailableError(f"{uri}: model classes are {list(model.classes_)}, expected {list(LABELS)}")
     score, kind = compile_scorer(model)
     log.info(
         "loaded %s version %s from %s in %.1f s (%s scorer)",
@@ -142,7 +107,7 @@ def load_from_source(uri: str) -> LoadedModel:
         time.perf_counter() - started,
         kind,
     )
-    return LoadedModel(info=info, model=model, score=score, scorer_kind=kind, threshold=threshold)
+    return LoadedModel(info=info, model=model, score=score, scorer_kind=kind, threshold=info.threshold)
 
 
 @dataclass(frozen=True)

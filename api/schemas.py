@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-Label = Literal["spam", "ham"]
+from spamfilter.labels import Label
 
 
 class _Body(BaseModel):

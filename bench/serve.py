@@ -78,7 +78,7 @@ def register_model(texts: list[str], labels: list[str], env: dict[str, str]) -> 
         input_example=[OBVIOUS_SPAM[0], OBVIOUS_HAM[0]],
         run_name="bench-serve",
     )
-    tracking.set_alias(settings, "champion", run.model_version)
+    tracking.set_alias(settings, "champion", run.version)
     return model
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from spamfilter import entry
 from spamfilter.config import ConfigError, Settings
 
-if TYPE_CHECKING:
-    from spamfilter.registry.pr_report import GateSection
+
+def _github_output() -> Path | None:
+    """The step-output file GitHub Actions names in `GITHUB_OUTPUT` (None outside Actions)."""
+    import os
+
+    value = os.environ.get("GITHUB_OUTPUT")
+    return Path(value) if value else None
 
 
 def _data(args: argparse.Namespace) -> int:
@@ -23,7 +27,6 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    import os
 
     from spamfilter.config import load_params
     from spamfilter.registry import gate, release
@@ -32,7 +35,7 @@ def _gate(args: argparse.Namespace) -> int:
     report = release.run_gate(
         settings, load_params(args.params).gate, args.test, args.challenger, args.treat_missing_champion_as_absent
     )
-    release.write_gate_outputs(report, args.report, os.environ.get("GITHUB_OUTPUT"))
+    release.write_gate_outputs(report, args.report, _github_output())
     release.record_verdict(settings, report)
     print(gate.render_report(report))
     print(f"report: {args.report}")
@@ -153,11 +156,8 @@ def _add_release_commands(commands: argparse._SubParsersAction) -> None:  # type
 
 def _feed(args: argparse.Namespace) -> int:
     from spamfilter.data import corpus, feed
-    from spamfilter.monitoring.monitor import _corpus_files
 
-    paths = _corpus_files(args.source)
-    if not paths:
-        raise corpus.DataError(f"{args.source}: no corpus file to sample from; run `make data` first")
+    paths = corpus.corpus_files(args.source, hint="no corpus to sample from; run `make data` first")
     pool = corpus.deduplicate(corpus.parse_corpus(p.read_bytes(), str(p)) for p in paths).messages
     strength = feed.MODERATE_STRENGTH[args.drift] if args.strength is None else args.strength
     try:
@@ -197,6 +197,7 @@ def _monitor(args: argparse.Namespace) -> int:
         model=args.model,
         json_path=args.json,
         html_path=args.html,
+        github_output=_github_output(),
     )
     report = monitor.run(request)
     print(rendering.summary_table(report), end="")
@@ -264,57 +265,20 @@ def _add_storage_commands(commands: argparse._SubParsersAction) -> None:
         sub.set_defaults(handler=_transfer)
 
 
-def _dvc_json(*args: str) -> dict[str, object]:
-    import json
-    import subprocess
-
-    from spamfilter.errors import SpamfilterError
-
-    result = subprocess.run([sys.executable, "-m", "dvc", *args, "--json"], capture_output=True, text=True, check=False)
-    said = (result.stderr or result.stdout).strip().splitlines()
-    if result.returncode != 0:
-        raise SpamfilterError(f"dvc {' '.join(args)} failed: {said[-1] if said else f'exit {result.returncode}'}")
-    return json.loads(result.stdout or "{}")
-
-
-def _report_gate(champion: Path | None, model: Path, test: Path, params: Path) -> GateSection | None:
-    from spamfilter import files
-    from spamfilter.config import load_params
-    from spamfilter.registry import bundle, gate, pr_report, release, tracking
-
-    if champion is None:
-        return None
-    if not (champion / bundle.METADATA_FILE).is_file():
-        return pr_report.GateSection(champion=str(champion), unavailable=f"no serving bundle at {champion}")
-    meta = bundle.read_bundle_metadata(champion)
-    label = f"{meta.name} v{meta.version} ({meta.alias or 'by version'})"
-    texts, truth, _ = release.read_held_out(test)
-    challenger = release.score(files.load_joblib(model), texts, truth)
-    try:
-        held = release.score(tracking.load_sklearn_model(str(bundle.model_path(champion))), texts, truth)
-    except tracking.TrackingError as exc:
-        return pr_report.GateSection(champion=label, unavailable=str(exc))
-    return pr_report.GateSection(
-        champion=label, verdict=gate.judge(challenger, held, len(texts), load_params(params).gate)
-    )
-
-
 def _report(args: argparse.Namespace) -> int:
-    import os
+    from spamfilter.config import load_params
+    from spamfilter.registry import release
 
-    from spamfilter import files
-    from spamfilter.registry import pr_report
-
-    metrics_diff = _dvc_json("metrics", "diff", args.base, "--all")
-    params_diff = _dvc_json("params", "diff", args.base)
-    out_dir = args.out.resolve().parent
-    plots = [
-        str(Path(os.path.relpath(path.resolve(), out_dir)).as_posix()) for path in sorted(args.plots_dir.glob("*.png"))
-    ]
-    section = _report_gate(args.champion, args.model, args.test, args.params)
-    text = pr_report.build_report(metrics_diff, params_diff, plots, section, args.base, args.head)
-    files.write_text(args.out, text)
-    changed = pr_report.changed_metrics(metrics_diff)
+    changed = release.write_pr_report(
+        args.out,
+        args.base,
+        args.head,
+        args.plots_dir,
+        args.champion,
+        args.model,
+        args.test,
+        load_params(args.params).gate,
+    )
     print(f"{args.out}: metrics changed against {args.base}: {', '.join(changed) or 'none'}")
     return 0
 

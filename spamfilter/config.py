@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from spamfilter.errors import SpamfilterError
+from spamfilter.errors import ConfigError
 
 StemmerName = Literal["porter", "snowball", "none"]
 ModelName = Literal["mnb", "complement_nb", "logreg", "linear_svm"]
@@ -173,10 +173,6 @@ class Params(_Strict):
     monitor: MonitorParams = MonitorParams()
 
 
-class ConfigError(SpamfilterError, ValueError):
-    """A configuration file is missing or invalid; the message names the file and key."""
-
-
 def parse_params(data: Any, source: str = "params.yaml") -> Params:
     """Validate a parsed `params.yaml` mapping, naming each bad key with its dotted path."""
     if data is None:
@@ -215,6 +211,12 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[dotted] = value
     return flat
+
+
+def result_params(params: Params) -> dict[str, Any]:
+    """The params that change a trained model's results (not the gate's or the monitor's), flattened
+    to dotted keys: what a training run logs and what `params_sha256` hashes."""
+    return flatten(params.model_dump(mode="json", exclude={"gate", "monitor"}))
 
 
 class Settings(BaseSettings):

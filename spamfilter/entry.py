@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -35,3 +36,16 @@ def run(main: Callable[[list[str] | None], int | None], argv: list[str] | None =
             message = f"{exc.filename}: file not found"
         print(f"error: {message}", file=sys.stderr)
         return 1
+
+
+def git_commit() -> str:
+    """The checked-out commit, with `-dirty` when tracked files have uncommitted changes ("unknown"
+    outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty.strip() else commit

@@ -4,6 +4,7 @@ and never clobbers the previous one."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -40,6 +41,12 @@ def write_text(path: str | Path, content: str) -> None:
         handle.write(content)
 
 
+def append_text(path: str | Path, content: str) -> None:
+    """Append to a file others append to as well (a GitHub Actions `GITHUB_OUTPUT` file)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(content)
+
+
 def write_json(path: str | Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
@@ -55,3 +62,12 @@ def dump_joblib(path: str | Path, obj: Any) -> None:
 
 def load_joblib(path: str | Path) -> Any:
     return joblib.load(path)
+
+
+def md5_file(path: str | Path) -> str:
+    """The md5 of a file's bytes: what DVC records for a file output (`dvc.lock`)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

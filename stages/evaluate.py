@@ -1,5 +1,6 @@
 """DVC stage `evaluate`: score the trained pipeline on the held-out split; metrics, plots and
-behavioural checks for DVC, and the same added to the MLflow training run."""
+behavioural checks for DVC, the reference profile for the monitor, and the same results added to the
+MLflow training run, whose version becomes the `challenger`."""
 
 from __future__ import annotations
 
@@ -11,19 +12,59 @@ from pathlib import Path
 from spamfilter import entry, files
 from spamfilter.config import Settings, load_params
 from spamfilter.data import corpus
-from spamfilter.modeling import metrics, plots
-from spamfilter.modeling.pipeline import model_threshold, spam_probability
+from spamfilter.modeling import metrics
+from spamfilter.modeling.evaluation import Evaluation, evaluate_model, evaluation_figures
 from spamfilter.monitoring import profile
-from spamfilter.registry import release
+from spamfilter.registry import loading, release
 
 log = logging.getLogger("stages.evaluate")
+
+
+def write_evaluation(evaluation: Evaluation, metrics_path: Path, plots_dir: Path, behavioural_path: Path) -> list[Path]:
+    """The DVC metrics, plots and behavioural report; returns the files to attach to the MLflow run."""
+    attached = [metrics_path, behavioural_path]
+    for name, figure in evaluation_figures(evaluation).items():
+        with files.atomic_path(plots_dir / name) as tmp:
+            figure.savefig(tmp, format="png")
+        attached.append(plots_dir / name)
+    files.write_json(plots_dir / "roc.json", evaluation.roc)
+    files.write_json(plots_dir / "pr.json", evaluation.pr)
+    files.write_json(plots_dir / "confusion.json", metrics.confusion_rows(evaluation.truth, evaluation.predicted))
+    files.write_json(behavioural_path, {check.name: check.as_dict() for check in evaluation.behavioural})
+    files.write_json(metrics_path, evaluation.metrics_record())
+    return attached
+
+
+def write_reference_profile(evaluation: Evaluation, train_path: Path, model_md5: str, out: Path) -> None:
+    """What `spamfilter monitor` compares production traffic against."""
+    train_texts, train_labels = corpus.texts_and_labels(corpus.read_jsonl(train_path))
+    reference = profile.build_profile(
+        train_texts,
+        train_labels,
+        evaluation.probabilities,
+        evaluation.truth,
+        evaluation.predicted,
+        evaluation.scores,
+        evaluation.threshold,
+        model={"md5": model_md5},
+    )
+    files.write_json(out, reference)
+
+
+def log_summary(evaluation: Evaluation) -> None:
+    shown = ", ".join(f"{key} {evaluation.scores[key]:.4f}" for key in ("f1", "mcc", "roc_auc", "blocked_ham_rate"))
+    log.info("held-out (%d messages): %s", len(evaluation.truth), shown)
+    for check in evaluation.behavioural:
+        if not check.passed:
+            log.warning(
+                "behavioural check %s failed on %d of %d: %s", check.name, check.failures, check.total, check.examples
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--test", type=Path, default=Path("data/processed/test.jsonl"))
     parser.add_argument("--model", type=Path, default=Path("models/model.joblib"))
-    parser.add_argument("--run-info", type=Path, default=Path("models/training_run.json"))
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
     parser.add_argument("--plots-dir", type=Path, default=Path("reports/plots"))
     parser.add_argument("--behavioural", type=Path, default=Path("reports/behavioural.json"))
@@ -33,74 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"))
     args = parser.parse_args(argv)
 
-    messages = corpus.from_jsonl(args.test.read_text(encoding="utf-8"), str(args.test))
-    texts, truth = corpus.texts_and_labels(messages)
-    model = files.load_joblib(args.model)
-    probabilities = spam_probability(model, texts)
-    predicted = [str(label) for label in model.predict(texts)]
-
-    scores = metrics.classification_metrics(truth, predicted, probabilities)
-    counts = metrics.confusion_counts(truth, predicted)
-    roc = metrics.roc_points(truth, probabilities)
-    pr = metrics.pr_points(truth, probabilities)
-    checks = metrics.behavioural_checks(texts, lambda batch: [str(x) for x in model.predict(batch)])
-    behavioural = {check.name: check.as_dict() for check in checks}
-
-    plot_files = {
-        "roc.png": plots.roc_figure(roc, scores["roc_auc"]),
-        "pr.png": plots.pr_figure(pr, scores["pr_auc"]),
-        "confusion.png": plots.confusion_figure(counts),
-    }
-    for name, figure in plot_files.items():
-        with files.atomic_path(args.plots_dir / name) as tmp:
-            figure.savefig(tmp, format="png")
-    files.write_json(args.plots_dir / "roc.json", roc)
-    files.write_json(args.plots_dir / "pr.json", pr)
-    files.write_json(args.plots_dir / "confusion.json", metrics.confusion_rows(truth, predicted))
-    files.write_json(args.behavioural, behavioural)
-    files.write_json(args.metrics, {**scores, "test_rows": len(texts), "confusion": counts})
-    # What `spamfilter monitor` compares production traffic against.
-    train_texts, train_labels = corpus.texts_and_labels(
-        corpus.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
+    texts, truth = corpus.texts_and_labels(corpus.read_jsonl(args.test))
+    model_md5 = files.md5_file(args.model)
+    evaluation = evaluate_model(loading.load_pipeline(args.model), texts, truth)
+    attached = write_evaluation(evaluation, args.metrics, args.plots_dir, args.behavioural)
+    write_reference_profile(evaluation, args.train, model_md5, args.profile)
+    version = release.record_evaluation(
+        Settings(),
+        model_md5,
+        evaluation.scores,
+        attached,
+        evaluation.behavioural_passed,
+        args.dvc_lock.read_text(encoding="utf-8") if args.dvc_lock.is_file() else "",
+        load_params(args.params),
     )
-    reference_profile = profile.build_profile(
-        train_texts,
-        train_labels,
-        probabilities,
-        truth,
-        predicted,
-        scores,
-        model_threshold(model),
-        model=files.read_json(args.run_info),
-    )
-    files.write_json(args.profile, reference_profile)
-
-    run_info = files.read_json(args.run_info)
-    from spamfilter.registry import tracking
-
-    settings = Settings()
-    tracking.log_evaluation(
-        settings,
-        run_info["run_id"],
-        scores,
-        artifacts=[args.metrics, args.behavioural, *(args.plots_dir / name for name in plot_files)],
-        tags={"behavioural_checks": "pass" if all(c.passed for c in checks) else "fail"},
-    )
-    # The new version becomes the `challenger` the gate judges; `champion` is the gate's to move.
-    dvc_lock = args.dvc_lock.read_text(encoding="utf-8") if args.dvc_lock.is_file() else ""
-    tracking.mark_challenger(
-        settings.model_copy(update={"registered_model": run_info["registered_model"]}),
-        run_info["model_version"],
-        run_info["run_id"],
-        release.version_tags(dvc_lock, load_params(args.params), scores),
-    )
-    summary = ", ".join(f"{key} {scores[key]:.4f}" for key in ("f1", "mcc", "roc_auc", "blocked_ham_rate"))
-    log.info("held-out (%d messages): %s", len(texts), summary)
-    for check in checks:
-        if not check.passed:
-            log.warning(
-                "behavioural check %s failed on %d of %d: %s", check.name, check.failures, check.total, check.examples
-            )
+    log.info("%s version %s is the challenger", version.name, version.version)
+    log_summary(evaluation)
     return 0
 
 

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params(args.params).featurize
 
-    messages = corpus.from_jsonl(args.train.read_text(encoding="utf-8"), str(args.train))
+    messages = corpus.read_jsonl(args.train)
     texts, labels = corpus.texts_and_labels(messages)
     featurizer = build_featurizer(params)
     features = featurizer.fit_transform(texts)

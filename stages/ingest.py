@@ -16,25 +16,7 @@ from spamfilter.data import corpus
 
 log = logging.getLogger("stages.ingest")
 
-CORPUS_SUFFIXES = {"", ".tsv", ".csv", ".txt"}
 MAX_SHOWN_BAD_ROWS = 50
-
-
-def corpus_files(directory: Path, required: bool) -> list[Path]:
-    """Data files in a directory, in name order (hidden files and notes are skipped)."""
-    if not directory.is_dir():
-        if required:
-            raise corpus.DataError(f"{directory}: raw data directory not found; run `make data` to obtain the corpus")
-        return []
-    found = sorted(
-        p
-        for p in directory.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in CORPUS_SUFFIXES
-    )
-    found = [p for p in found if p.name.upper() not in {"README", "README.TXT"}]
-    if required and not found:
-        raise corpus.DataError(f"{directory}: no corpus file found; run `make data` to obtain the corpus")
-    return found
 
 
 def raw_dvc_md5(dvc_file: Path) -> str:
@@ -58,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     params = load_params(args.params).ingest
 
-    raw_paths = corpus_files(args.raw_dir, required=True)
-    new_paths = corpus_files(args.new_dir, required=False)
+    raw_paths = corpus.corpus_files(args.raw_dir, required=True, hint="run `make data` to obtain the corpus")
+    new_paths = corpus.corpus_files(args.new_dir, required=False)
     parsed, sources = [], []
     for path in [*raw_paths, *new_paths]:
         content = path.read_bytes()

@@ -1,11 +1,15 @@
 """DVC stage `train`: fit the classifier on the features, assemble one raw-text pipeline, log and
-register it in MLflow."""
+register it in MLflow.
+
+The run is tagged with the md5 of the pickled pipeline (what DVC records for `models/model.joblib`),
+which is how `evaluate` finds it: no run id is written to a DVC output, so a rerun on unchanged
+inputs leaves `dvc.lock` unchanged.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,23 +17,12 @@ import numpy as np
 import scipy.sparse
 
 from spamfilter import entry, files
-from spamfilter.config import Settings, flatten, load_params
+from spamfilter.config import Settings, load_params, result_params
 from spamfilter.modeling.metrics import OBVIOUS_HAM, OBVIOUS_SPAM
 from spamfilter.modeling.pipeline import assemble, build_classifier
+from spamfilter.registry import versions
 
 log = logging.getLogger("stages.train")
-
-
-def git_commit() -> str:
-    """The checked-out commit, with `-dirty` when tracked files have uncommitted changes."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty.strip() else commit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,10 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=Path("data/processed/manifest.json"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--model", type=Path, default=Path("models/model.joblib"))
-    parser.add_argument("--run-info", type=Path, default=Path("models/training_run.json"))
     args = parser.parse_args(argv)
     all_params = load_params(args.params)
-    settings = Settings()
 
     features = scipy.sparse.load_npz(args.features_dir / "train.npz")
     labels = np.load(args.features_dir / "train_labels.npy")
@@ -49,30 +40,25 @@ def main(argv: list[str] | None = None) -> int:
     classifier = build_classifier(all_params.train).fit(features, labels)
     model = assemble(featurizer, classifier)
     log.info("trained %s on %d messages", all_params.train.model, features.shape[0])
+    files.dump_joblib(args.model, model)
 
-    manifest = files.read_json(args.manifest)
-    tags = {
-        "git_commit": git_commit(),
-        "model_type": all_params.train.model,
-        "data_raw_md5": str(manifest.get("raw_dvc_md5", "")),
-        "data_sha256": str(manifest.get("dataset_sha256", "")),
-        "data_rows": str(manifest.get("rows", "")),
-        "data_train_rows": str(manifest.get("train_rows", "")),
-        "data_test_rows": str(manifest.get("test_rows", "")),
-    }
-    from spamfilter.registry import tracking
+    tags = versions.training_tags(
+        files.read_json(args.manifest),
+        model_type=all_params.train.model,
+        git_commit=entry.git_commit(),
+        model_md5=files.md5_file(args.model),
+    )
+    from spamfilter.registry import tracking  # mlflow is slow to import: only when logging
 
     run = tracking.log_training_run(
-        settings,
+        Settings(),
         model,
-        params=flatten(all_params.model_dump(mode="json", exclude={"gate", "monitor"})),
+        params=result_params(all_params),
         tags=tags,
         input_example=[OBVIOUS_SPAM[0], OBVIOUS_HAM[0]],
         run_name=f"train-{all_params.train.model}",
     )
-    files.dump_joblib(args.model, model)
-    files.write_json(args.run_info, run.as_dict())
-    log.info("logged run %s; registered %s version %s", run.run_id, run.registered_model, run.model_version)
+    log.info("logged run %s; registered %s version %s", run.run_id, run.name, run.version)
     return 0
 
 

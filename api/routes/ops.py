@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter
@@ -52,8 +51,8 @@ async def ready(state: State) -> JSONResponse:
 )
 async def model(state: State) -> ModelResponse:
     loaded = current_model(state)
-    # Everything ModelInfo holds but its polling token, plus how this process serves it.
-    public = {key: value for key, value in asdict(loaded.info).items() if key != "token"}
+    # What ModelInfo holds that the response documents, plus how this process serves it.
+    public = loaded.info.model_dump(include=set(ModelResponse.model_fields) - {"loaded_at", "scorer"})
     return ModelResponse(**public, loaded_at=loaded.loaded_at, scorer=loaded.scorer_kind)
 
 

@@ -12,17 +12,14 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from sklearn.model_selection import train_test_split
 
-from spamfilter.errors import SpamfilterError
+from spamfilter.errors import DataError
+from spamfilter.labels import LABELS, SPAM
 
-LABELS = ("ham", "spam")
 _BOM = b"\xef\xbb\xbf"
-
-
-class DataError(SpamfilterError, ValueError):
-    """Input data cannot be used; the message says which file and line, and why."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class Message:
 
     @property
     def is_spam(self) -> bool:
-        return self.label == "spam"
+        return self.label == SPAM
 
 
 @dataclass
@@ -58,6 +55,36 @@ class ParsedFile:
     format: str
     messages: list[Message] = field(default_factory=list)
     bad_rows: list[BadRow] = field(default_factory=list)
+
+
+CORPUS_SUFFIXES = frozenset({"", ".tsv", ".csv", ".txt"})
+_NOTES = frozenset({"README", "README.TXT", "README.MD"})
+
+
+def corpus_files(path: Path, required: bool = True, hint: str = "") -> list[Path]:
+    """The corpus files `path` names: itself if it is a file, else the data files in the directory, in
+    name order (hidden files and notes skipped). The one selection `ingest`, `feed` and `monitor` make.
+
+    With `required`, a missing path or a directory without a corpus file is a DataError (ending in
+    `hint`, what to do); otherwise it gives no files."""
+    suffix = f"; {hint}" if hint else ""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        if required:
+            raise DataError(f"{path}: not found{suffix}")
+        return []
+    found = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in CORPUS_SUFFIXES
+        and p.name.upper() not in _NOTES
+    )
+    if required and not found:
+        raise DataError(f"{path}: no corpus file found{suffix}")
+    return found
 
 
 def detect_format(raw: bytes) -> str:
@@ -240,6 +267,11 @@ def from_jsonl(content: str, source: str) -> list[Message]:
             raise DataError(f"{source}:{number}: unknown label {message.label!r}")
         messages.append(message)
     return messages
+
+
+def read_jsonl(path: Path) -> list[Message]:
+    """Read a processed split written by the ingest stage."""
+    return from_jsonl(path.read_text(encoding="utf-8"), str(path))
 
 
 def texts_and_labels(messages: Sequence[Message]) -> tuple[list[str], list[str]]:

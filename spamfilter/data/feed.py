@@ -27,6 +27,7 @@ from typing import Literal, get_args
 
 from spamfilter import files
 from spamfilter.data.corpus import DataError, Message, parse_corpus
+from spamfilter.labels import LABELS
 
 DriftMode = Literal["none", "spam_surge", "new_campaign", "length_shift", "vocab_shift"]
 DRIFT_MODES: tuple[str, ...] = get_args(DriftMode)
@@ -155,7 +156,7 @@ def inject_drift(
         for i in chosen:
             out[i] = Message("spam", campaign_message(rng), "feed:new_campaign")
     elif mode == "length_shift":
-        by_label = {label: [m for m in pool if m.label == label] for label in ("ham", "spam")}
+        by_label = {label: [m for m in pool if m.label == label] for label in LABELS}
         for i in chosen:
             same = by_label[out[i].label] or [out[i]]
             extra = [rng.choice(same).text for _ in range(rng.randint(1, 2))]

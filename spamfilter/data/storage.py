@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from spamfilter.errors import SpamfilterError
-
-
-class RemoteError(SpamfilterError):
-    """A DVC remote cannot be used; the message names the remote and what to set."""
+from spamfilter.errors import RemoteError, SpamfilterError
 
 
 @dataclass(frozen=True)
@@ -123,6 +119,18 @@ def _dvc(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dvc", *args], cwd=repo_root, capture_output=True, text=True, check=False
     )
+
+
+def dvc_json(repo_root: Path, *args: str) -> Any:
+    """The JSON a `dvc … --json` command prints (e.g. `metrics diff main --all`); a failing command
+    is a SpamfilterError naming it, with DVC's last line."""
+    import json
+
+    result = _dvc(repo_root, *args, "--json")
+    said = (result.stderr or result.stdout).strip().splitlines()
+    if result.returncode != 0:
+        raise SpamfilterError(f"dvc {' '.join(args)} failed: {said[-1] if said else f'exit {result.returncode}'}")
+    return json.loads(result.stdout or "{}")
 
 
 def transfer(repo_root: Path, direction: str, remote_name: str | None, targets: list[str]) -> str:

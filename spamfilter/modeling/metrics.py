@@ -19,7 +19,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-SPAM, HAM = "spam", "ham"
+from spamfilter.labels import HAM, SPAM
+
 METRIC_KEYS = (
     "accuracy",
     "precision",

@@ -16,9 +16,8 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
 from spamfilter.config import FeaturizeParams, TrainParams
+from spamfilter.labels import HAM, SPAM
 from spamfilter.modeling.text import TextNormalizer, WordAnalyzer
-
-SPAM = "spam"
 
 
 def build_featurizer(params: FeaturizeParams) -> Pipeline:
@@ -95,7 +94,7 @@ def spam_probability(model: Any, texts: Any) -> np.ndarray:
 
 def predict_labels(probabilities: Sequence[float] | np.ndarray, threshold: float) -> list[str]:
     """The label for each probability under the model's threshold."""
-    return [SPAM if p >= threshold else "ham" for p in probabilities]
+    return [SPAM if p >= threshold else HAM for p in probabilities]
 
 
 def model_threshold(model: Any) -> float:

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
 
+from spamfilter.labels import LABELS
+
 
 def roc_figure(points: Sequence[Mapping[str, float]], auc: float) -> Figure:
     fig = Figure(figsize=(5, 4.5), dpi=100)
@@ -36,8 +38,8 @@ def confusion_figure(counts: Mapping[str, int]) -> Figure:
     for row in range(2):
         for col in range(2):
             ax.text(col, row, str(grid[row][col]), ha="center", va="center", fontsize=14)
-    ax.set_xticks([0, 1], labels=["ham", "spam"])
-    ax.set_yticks([0, 1], labels=["ham", "spam"])
+    ax.set_xticks([0, 1], labels=list(LABELS))
+    ax.set_yticks([0, 1], labels=list(LABELS))
     ax.set(xlabel="Predicted", ylabel="Actual", title="Confusion matrix")
     fig.tight_layout()
     return fig

@@ -25,7 +25,8 @@ from sklearn.model_selection import FixedThresholdClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l1, inplace_csr_row_normalize_l2
 
-from spamfilter.modeling.pipeline import SPAM, spam_probability
+from spamfilter.labels import SPAM
+from spamfilter.modeling.pipeline import spam_probability
 from spamfilter.modeling.text import TextNormalizer
 
 log = logging.getLogger(__name__)

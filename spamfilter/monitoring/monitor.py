@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from spamfilter import files
 from spamfilter.config import MonitorParams
 from spamfilter.data import corpus
 from spamfilter.data.corpus import DataError
+from spamfilter.labels import LABELS
 from spamfilter.monitoring import decision, predlog, rendering
 from spamfilter.monitoring.profile import PROFILE_STAGE_HINT, reference_from_profile
 
@@ -52,46 +52,6 @@ class WindowRows:
 # --------------------------------------------------------------------------- the prediction log
 
 
-class _CorruptRowError(ValueError):
-    pass
-
-
-def _require(condition: bool, reason: str) -> None:
-    if not condition:
-        raise _CorruptRowError(reason)
-
-
-def parse_log_row(row: Mapping[str, Any]) -> predlog.PredictionRecord | str:
-    """A validated prediction record, or the reason the row is corrupt."""
-    try:
-        created = row["created_at"]
-        if isinstance(created, str):
-            created = datetime.fromisoformat(created)
-        _require(isinstance(created, datetime), "created_at is not a timestamp")
-        probability = float(row["spam_probability"])
-        _require(math.isfinite(probability) and 0.0 <= probability <= 1.0, "spam_probability outside [0, 1]")
-        label = str(row["label"])
-        _require(label in corpus.LABELS, "label is not ham or spam")
-        length = int(row["text_length"])
-        _require(length >= 0, "negative text_length")
-        text = row.get("text")
-        _require(text is None or isinstance(text, str), "text is not a string")
-    except _CorruptRowError as exc:
-        return str(exc)
-    except (KeyError, TypeError, ValueError):
-        return "unreadable value"
-    return predlog.PredictionRecord(
-        id=str(row["id"]),
-        created_at=created,
-        model_version=str(row.get("model_version", "")),
-        text_length=length,
-        text_sha256=str(row.get("text_sha256", "")),
-        spam_probability=probability,
-        label=label,
-        text=text or None,
-    )
-
-
 def _sqlite_file_missing(url: str) -> bool:
     from sqlalchemy.engine import make_url
 
@@ -111,28 +71,11 @@ def read_log_window(url: str, last: int | None, since: datetime | None, rows: Wi
         log.warning("prediction log %s does not exist yet: no predictions to monitor", url)
         rows.sources.append(f"{url} (missing)")
         return
-    from sqlalchemy import String, select, type_coerce
-
     engine = predlog.connect(url)
-    table = predlog.predictions
-    # Untyped reads: a corrupt value reaches parse_log_row instead of failing the whole query.
-    query = select(*[type_coerce(column, String).label(column.name) for column in table.columns]).order_by(
-        table.c.created_at.desc()
-    )
-    if since is not None:
-        # The log stores UTC; SQLite keeps the wall time only, so compare in UTC.
-        query = query.where(table.c.created_at >= (since.astimezone(UTC) if since.tzinfo else since))
-    if last is not None:
-        query = query.limit(last)
-    with engine.connect() as connection:
-        raw_rows = [dict(row) for row in connection.execute(query).mappings()]
-    records = []
-    for raw in reversed(raw_rows):
-        parsed = parse_log_row(raw)
-        if isinstance(parsed, str):
-            rows.skip(f"log: {parsed}")
-        else:
-            records.append(parsed)
+    read = predlog.read_predictions(engine, last, since)
+    for reason, count in read.skipped.items():
+        rows.bad_rows[f"log: {reason}"] = rows.bad_rows.get(f"log: {reason}", 0) + count
+    records = read.records
     ids = [r.id for r in records]
     feedback: dict[str, str] = {}
     for start in range(0, len(ids), _FEEDBACK_CHUNK):
@@ -140,7 +83,7 @@ def read_log_window(url: str, last: int | None, since: datetime | None, rows: Wi
     engine.dispose()
     for record in records:
         truth = feedback.get(record.id)
-        if truth is not None and truth not in corpus.LABELS:
+        if truth is not None and truth not in LABELS:
             rows.skip("feedback: true_label is not ham or spam")
             truth = None
         rows.texts.append(record.text)
@@ -157,25 +100,9 @@ def read_log_window(url: str, last: int | None, since: datetime | None, rows: Wi
 # --------------------------------------------------------------------------- labelled batches
 
 
-def _corpus_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(2, "batch path not found", str(path))
-    # The same selection as the `ingest` stage makes in data/new/.
-    return sorted(
-        p
-        for p in path.iterdir()
-        if p.is_file()
-        and not p.name.startswith(".")
-        and p.suffix.lower() in {"", ".tsv", ".csv", ".txt"}
-        and p.name.upper() not in {"README", "README.TXT"}
-    )
-
-
 def read_batches(paths: Sequence[Path], rows: WindowRows) -> None:
     """Append the labelled messages of batch files; rows that fail validation are skipped and counted."""
-    for path in [p for given in paths for p in _corpus_files(given)]:
+    for path in [p for given in paths for p in corpus.corpus_files(given, hint="a labelled batch file or directory")]:
         parsed = corpus.parse_corpus(path.read_bytes(), str(path))
         for bad in parsed.bad_rows:
             rows.skip(f"batch: {bad.reason}")
@@ -189,20 +116,7 @@ def read_batches(paths: Sequence[Path], rows: WindowRows) -> None:
         rows.sources.append(str(path))
 
 
-# --------------------------------------------------------------------------- model and profile
-
-
-def load_model(source: Path) -> Any:
-    """The champion's sklearn pipeline: a joblib file, an MLflow model directory, or a serving bundle."""
-    if source.is_file():
-        return files.load_joblib(source)
-    if (source / "model" / "MLmodel").is_file():
-        source = source / "model"
-    if (source / "MLmodel").is_file():
-        from spamfilter.registry import tracking
-
-        return tracking.load_sklearn_model(str(source))
-    raise FileNotFoundError(2, "model not found (a model.joblib, an MLflow model directory or a bundle)", str(source))
+# --------------------------------------------------------------------------- scoring and profile
 
 
 def read_profile(path: Path) -> decision.Reference:
@@ -214,11 +128,12 @@ def read_profile(path: Path) -> decision.Reference:
 def score_missing(rows: WindowRows, model_source: Path) -> float:
     """Score the rows that have text but no score (batches) with the champion; its threshold."""
     from spamfilter.modeling.pipeline import model_threshold, predict_labels, spam_probability
+    from spamfilter.registry.loading import load_pipeline
 
     todo = [i for i, s in enumerate(rows.scores) if s is None]
     if not todo:
         return math.nan
-    model = load_model(model_source)
+    model = load_pipeline(model_source)
     threshold = model_threshold(model)
     probabilities = spam_probability(model, [rows.texts[i] for i in todo])
     for i, probability, label in zip(todo, probabilities, predict_labels(probabilities, threshold), strict=True):
@@ -261,6 +176,7 @@ class MonitorRequest:
     model: Path
     json_path: Path
     html_path: Path
+    github_output: Path | None = None  # a GitHub Actions step-output file to append the decision to
 
 
 def run(request: MonitorRequest) -> dict[str, Any]:
@@ -284,8 +200,6 @@ def run(request: MonitorRequest) -> dict[str, Any]:
     }
     files.write_json(request.json_path, report)
     files.write_text(request.html_path, rendering.render_html(report))
-    github_output = os.environ.get("GITHUB_OUTPUT")
-    if github_output:
-        with open(github_output, "a", encoding="utf-8") as handle:
-            handle.write(rendering.github_output(report))
+    if request.github_output is not None:
+        files.append_text(request.github_output, rendering.github_output(report))
     return report

@@ -7,12 +7,14 @@ monitor. A SQLite file by default, PostgreSQL by URL (`PREDICTION_LOG_URL`).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -28,7 +30,10 @@ from sqlalchemy import (
     create_engine,
     insert,
     select,
+    type_coerce,
 )
+
+from spamfilter.labels import LABELS
 
 metadata = MetaData()
 
@@ -140,16 +145,77 @@ def insert_feedback(engine: Engine, prediction_id: str, true_label: str, at: dat
         )
 
 
-def read_predictions(engine: Engine, last: int | None = None, since: datetime | None = None) -> list[PredictionRecord]:
-    """The most recent predictions (newest `last`, and/or since a time), oldest first."""
-    query = select(predictions).order_by(predictions.c.created_at.desc())
+class _CorruptRowError(ValueError):
+    pass
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise _CorruptRowError(reason)
+
+
+def parse_row(row: Mapping[str, Any]) -> PredictionRecord | str:
+    """A validated prediction record, or the reason the row is corrupt."""
+    try:
+        created = row["created_at"]
+        if isinstance(created, str):
+            created = datetime.fromisoformat(created)
+        _require(isinstance(created, datetime), "created_at is not a timestamp")
+        probability = float(row["spam_probability"])
+        _require(math.isfinite(probability) and 0.0 <= probability <= 1.0, "spam_probability outside [0, 1]")
+        label = str(row["label"])
+        _require(label in LABELS, "label is not ham or spam")
+        length = int(row["text_length"])
+        _require(length >= 0, "negative text_length")
+        text = row.get("text")
+        _require(text is None or isinstance(text, str), "text is not a string")
+    except _CorruptRowError as exc:
+        return str(exc)
+    except (KeyError, TypeError, ValueError):
+        return "unreadable value"
+    return PredictionRecord(
+        id=str(row["id"]),
+        created_at=created,
+        model_version=str(row.get("model_version", "")),
+        text_length=length,
+        text_sha256=str(row.get("text_sha256", "")),
+        spam_probability=probability,
+        label=label,
+        text=text or None,
+    )
+
+
+@dataclass
+class LogRead:
+    """Predictions read from the log, oldest first, and the corrupt rows skipped (reason → count)."""
+
+    records: list[PredictionRecord] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def read_predictions(engine: Engine, last: int | None = None, since: datetime | None = None) -> LogRead:
+    """The most recent predictions (newest `last`, and/or those at or after `since`), oldest first.
+
+    Columns are read untyped and each row validated by `parse_row`, so one corrupt row (a bad
+    timestamp, a probability of "abc") is skipped and counted instead of failing the whole read."""
+    query = select(*[type_coerce(column, String).label(column.name) for column in predictions.columns]).order_by(
+        predictions.c.created_at.desc()
+    )
     if since is not None:
-        query = query.where(predictions.c.created_at >= since)
+        # The log stores UTC; SQLite keeps the wall time only, so compare in UTC.
+        query = query.where(predictions.c.created_at >= (since.astimezone(UTC) if since.tzinfo else since))
     if last is not None:
         query = query.limit(last)
     with engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
-    return [PredictionRecord(**dict(row)) for row in reversed(rows)]
+        raw_rows = [dict(row) for row in connection.execute(query).mappings()]
+    read = LogRead()
+    for raw in reversed(raw_rows):
+        parsed = parse_row(raw)
+        if isinstance(parsed, str):
+            read.skipped[parsed] = read.skipped.get(parsed, 0) + 1
+        else:
+            read.records.append(parsed)
+    return read
 
 
 def read_feedback(engine: Engine, prediction_ids: Iterable[str] | None = None) -> dict[str, str]:

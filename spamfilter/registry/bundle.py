@@ -11,49 +11,23 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from spamfilter import files
-from spamfilter.errors import SpamfilterError
+from spamfilter.errors import BundleError
+from spamfilter.registry.versions import ModelDescription
 
 MODEL_DIR = "model"
 METADATA_FILE = "metadata.json"
 MODEL_CARD_FILE = "model_card.md"
 
 
-class BundleError(SpamfilterError, ValueError):
-    """A bundle directory is missing or malformed; the message names the file and field."""
+class BundleMetadata(ModelDescription):
+    """`metadata.json`: the exported version's description and when it was exported."""
 
-
-class DataFingerprint(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    raw_md5: str = ""
-    dataset_sha256: str = ""
-    rows: int = 0
-    train_rows: int = 0
-    test_rows: int = 0
-
-
-class BundleMetadata(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    version: str
-    alias: str | None = None
-    run_id: str
-    model_uri: str
-    metrics: dict[str, float]
-    threshold: float = Field(ge=0.0, le=1.0)
-    trained_at: str
     exported_at: str
-    data_fingerprint: DataFingerprint = DataFingerprint()
-    params: dict[str, Any] = {}
 
 
 def model_path(bundle: Path) -> Path:
@@ -103,17 +77,6 @@ CC BY 4.0) plus any labelled batches merged in. Not evaluated on other languages
 |---|---|
 {param_rows}
 """
-
-
-def param_values(params: Mapping[str, str]) -> dict[str, Any]:
-    """MLflow keeps params as strings; give them back their YAML types (`0.5`, `null`, `[1, 2]`)."""
-    values: dict[str, Any] = {}
-    for key, text in params.items():
-        try:
-            values[key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            values[key] = text
-    return values
 
 
 def write_bundle(destination: Path, model_dir: Path, meta: BundleMetadata) -> Path:

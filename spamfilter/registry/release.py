@@ -16,19 +16,18 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from spamfilter import files
-from spamfilter.config import GateParams, Params, Settings, flatten
+from spamfilter.config import GateParams, Params, Settings, result_params
 from spamfilter.data import corpus
+from spamfilter.errors import TrackingError
 from spamfilter.modeling import metrics
 from spamfilter.modeling.pipeline import model_threshold, spam_probability
-from spamfilter.registry import audit, bundle, gate
+from spamfilter.registry import audit, bundle, gate, loading, pr_report, versions
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +126,11 @@ def github_output_lines(report: gate.GateReport) -> str:
     )
 
 
-def write_gate_outputs(report: gate.GateReport, report_path: Path, github_output: str | None) -> None:
+def write_gate_outputs(report: gate.GateReport, report_path: Path, github_output: Path | None) -> None:
     """`reports/gate.json` (atomically) and, in GitHub Actions, the step outputs."""
     files.write_json(report_path, json.loads(report.model_dump_json()))
-    if github_output:
-        with open(github_output, "a", encoding="utf-8") as handle:
-            handle.write(github_output_lines(report))
+    if github_output is not None:
+        files.append_text(github_output, github_output_lines(report))
 
 
 def record_verdict(settings: Settings, report: gate.GateReport) -> None:
@@ -200,42 +198,62 @@ def export_bundle(settings: Settings, ref: str, destination: Path) -> bundle.Bun
     """Write the version named by `ref` (alias or number) as a serving bundle at `destination`."""
     from spamfilter.registry import tracking
 
-    version = tracking.get_version(settings, ref)
-    details = tracking.registered_version(version.uri, settings)
+    version = tracking.registered_version(tracking.get_version(settings, ref).uri, settings)
+    alias = None if ref.removeprefix("v").isdigit() else ref
     with tempfile.TemporaryDirectory(
         prefix=".export-", dir=destination.parent if destination.parent.exists() else None
     ) as tmp:
         model_dir = tracking.download_version(settings, version, Path(tmp) / "download")
-        threshold = model_threshold(tracking.load_sklearn_model(str(model_dir)))
-        tags = {**details.tags, **version.tags}  # the version's lineage tags, else the run's
-        meta = bundle.BundleMetadata(
-            name=version.name,
-            version=version.version,
-            alias=None if ref.removeprefix("v").isdigit() else ref,
-            run_id=version.run_id,
-            model_uri=version.uri,
-            metrics={key: float(details.metrics[key]) for key in metrics.METRIC_KEYS if key in details.metrics},
-            threshold=threshold,
-            trained_at=details.trained_at,
-            exported_at=now_iso(),
-            data_fingerprint=bundle.DataFingerprint(
-                raw_md5=tags.get("data_raw_md5", ""),
-                dataset_sha256=tags.get("data_sha256", ""),
-                rows=_int(tags.get("data_rows")),
-                train_rows=_int(tags.get("data_train_rows")),
-                test_rows=_int(tags.get("data_test_rows")),
-            ),
-            params=bundle.param_values(details.params),
-        )
+        threshold = model_threshold(loading.load_pipeline(model_dir))
+        description = versions.describe(version, alias, threshold)
+        meta = bundle.BundleMetadata(**description.model_dump(), exported_at=now_iso())
         bundle.write_bundle(destination, model_dir, meta)
     return meta
 
 
-def _int(text: str | None) -> int:
+def gate_against_bundle(
+    champion: Path | None, model: Path, test_path: Path, params: GateParams
+) -> pr_report.GateSection | None:
+    """The gate's verdict of the model at `model` against the champion exported to the bundle
+    `champion`, both scored on `test_path` (for the pull-request report; touches no registry)."""
+    if champion is None:
+        return None
+    if not (champion / bundle.METADATA_FILE).is_file():
+        return pr_report.GateSection(champion=str(champion), unavailable=f"no serving bundle at {champion}")
+    meta = bundle.read_bundle_metadata(champion)
+    label = f"{meta.name} v{meta.version} ({meta.alias or 'by version'})"
+    texts, truth, _ = read_held_out(test_path)
+    challenger = score(loading.load_pipeline(model), texts, truth)
     try:
-        return int(text or 0)
-    except ValueError:
-        return 0
+        held = score(loading.load_pipeline(champion), texts, truth)
+    except TrackingError as exc:
+        return pr_report.GateSection(champion=label, unavailable=str(exc))
+    return pr_report.GateSection(champion=label, verdict=gate.judge(challenger, held, len(texts), params))
+
+
+def write_pr_report(
+    out: Path,
+    base: str,
+    head: str,
+    plots_dir: Path,
+    champion: Path | None,
+    model: Path,
+    test_path: Path,
+    params: GateParams,
+) -> list[str]:
+    """Write the pull-request report (`spamfilter report`) to `out`: DVC's metrics and params diff
+    against `base`, the plots, the gate's verdict against the champion bundle. Returns the changed metrics."""
+    import os
+
+    from spamfilter.data import storage
+
+    metrics_diff = storage.dvc_json(Path.cwd(), "metrics", "diff", base, "--all")
+    params_diff = storage.dvc_json(Path.cwd(), "params", "diff", base)
+    out_dir = out.resolve().parent
+    plots = [str(Path(os.path.relpath(path.resolve(), out_dir)).as_posix()) for path in sorted(plots_dir.glob("*.png"))]
+    section = gate_against_bundle(champion, model, test_path, params)
+    files.write_text(out, pr_report.build_report(metrics_diff, params_diff, plots, section, base, head))
+    return pr_report.changed_metrics(metrics_diff)
 
 
 def summary(metrics_path: Path, report_path: Path, bundle_path: Path) -> str:
@@ -258,20 +276,43 @@ def summary(metrics_path: Path, report_path: Path, bundle_path: Path) -> str:
     return "\n".join(lines)
 
 
-def version_tags(dvc_lock: str, params: Params, scores: Mapping[str, float]) -> dict[str, str]:
-    """Registry tags for a freshly evaluated version: the pipeline state it came from (md5 of
-    `dvc.lock` as the evaluate stage sees it, the md5 DVC recorded for the trained model, a hash
-    of the params that change results) and its held-out metrics."""
-    lock = yaml.safe_load(dvc_lock) if dvc_lock else None
-    train_outs = ((lock or {}).get("stages") or {}).get("train", {}).get("outs") or []
-    model_md5 = next(
-        (str(out.get("md5", "")) for out in train_outs if str(out.get("path", "")).endswith(".joblib")), ""
+def record_evaluation(
+    settings: Settings,
+    model_md5: str,
+    scores: Mapping[str, float],
+    artifacts: Sequence[Path],
+    behavioural_passed: bool,
+    dvc_lock: str,
+    params: Params,
+) -> versions.ModelVersion:
+    """The `evaluate` stage's registry side: find the version `train` registered for this model (by its
+    md5), add the held-out metrics and reports to its run, tag it with its lineage and make it the
+    `challenger` the gate judges. `champion` is the gate's to move."""
+    from spamfilter.registry import tracking
+
+    version = tracking.find_trained_version(settings, model_md5)
+    tracking.log_evaluation(
+        settings,
+        version.run_id,
+        scores,
+        artifacts=artifacts,
+        tags={"behavioural_checks": "pass" if behavioural_passed else "fail"},
     )
-    result_params = flatten(params.model_dump(mode="json", exclude={"gate", "monitor"}))
+    tracking.mark_challenger(
+        settings, version.version, version.run_id, version_tags(dvc_lock, params, scores, model_md5)
+    )
+    return version
+
+
+def version_tags(dvc_lock: str, params: Params, scores: Mapping[str, float], model_md5: str) -> dict[str, str]:
+    """Registry tags for a freshly evaluated version: the pipeline state it came from (md5 of
+    `dvc.lock` as the evaluate stage sees it, the md5 of the trained model as DVC records it, a hash
+    of the params that change results) and its held-out metrics."""
+    hashed_params = result_params(params)
     return {
         "dvc_lock_md5": hashlib.md5(dvc_lock.encode("utf-8")).hexdigest() if dvc_lock else "",
         "dvc_model_md5": model_md5,
-        "params_sha256": hashlib.sha256(json.dumps(result_params, sort_keys=True).encode("utf-8")).hexdigest(),
+        "params_sha256": hashlib.sha256(json.dumps(hashed_params, sort_keys=True).encode("utf-8")).hexdigest(),
         "evaluated_at": now_iso(),
         **{f"metric.{key}": f"{value:.6f}" for key, value in scores.items()},
     }

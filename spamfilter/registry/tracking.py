@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +21,14 @@ from mlflow.tracking import MlflowClient
 
 import spamfilter
 from spamfilter.config import Settings
-from spamfilter.errors import SpamfilterError
+from spamfilter.errors import ModelUnavailableError, RegistryError, TrackingError
 from spamfilter.registry.audit import PromotionRecord, rollback_target
+from spamfilter.registry.versions import LINEAGE_TAGS, ModelVersion, parse_models_uri
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
 SERVING_PACKAGES = ("scikit-learn", "nltk", "numpy", "scipy", "pandas")
-
-
-class TrackingError(SpamfilterError, RuntimeError):
-    """The tracking store cannot be used; the message names the store and what to do."""
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    run_id: str
-    experiment_id: str
-    model_uri: str
-    registered_model: str
-    model_version: str
-    tracking_uri: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {
-            "run_id": self.run_id,
-            "experiment_id": self.experiment_id,
-            "model_uri": self.model_uri,
-            "registered_model": self.registered_model,
-            "model_version": self.model_version,
-            "tracking_uri": self.tracking_uri,
-        }
 
 
 def _is_local_store(uri: str) -> bool:
@@ -111,7 +87,7 @@ def log_training_run(
     tags: Mapping[str, str],
     input_example: Sequence[str],
     run_name: str | None = None,
-) -> TrainingRun:
+) -> ModelVersion:
     """Start a run, log params and tags, log the model (sklearn flavour, so also pyfunc) and
     register it as a new version of `settings.registered_model`."""
     experiment_id = _use_experiment(settings)
@@ -127,13 +103,12 @@ def log_training_run(
             )
     except MlflowException as exc:
         raise TrackingError(f"logging to {settings.mlflow_tracking_uri!r} failed: {exc.message}") from None
-    return TrainingRun(
+    return ModelVersion(
+        name=settings.registered_model,
+        version=str(info.registered_model_version),
         run_id=run.info.run_id,
-        experiment_id=experiment_id,
-        model_uri=info.model_uri,
-        registered_model=settings.registered_model,
-        model_version=str(info.registered_model_version),
-        tracking_uri=settings.mlflow_tracking_uri,
+        source=info.model_uri,
+        run_tags=dict(tags),
     )
 
 
@@ -156,6 +131,39 @@ def _resumed_run(settings: Settings, run_id: str) -> Iterator[None]:
         yield
 
 
+def find_trained_version(settings: Settings, model_md5: str) -> ModelVersion:
+    """The registered version whose training run logged the model with this md5 (the newest, if a
+    retrain produced the same model again): how `evaluate` finds what `train` registered without a
+    run id in a DVC output."""
+    from spamfilter.registry.versions import MODEL_MD5_TAG
+
+    _use_experiment(settings)
+    with _store_errors(settings, f"looking up the training run of model md5 {model_md5}"):
+        client = _client(settings)
+        experiment = client.get_experiment_by_name(settings.experiment_name)
+        runs = (
+            client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.{MODEL_MD5_TAG} = '{model_md5}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=20,
+            )
+            if experiment is not None
+            else []
+        )
+        for run in runs:
+            found = client.search_model_versions(
+                f"name = '{settings.registered_model}' and run_id = '{run.info.run_id}'"
+            )
+            if found:
+                return _with_run(client, _ref(max(found, key=lambda v: int(v.version))))
+    raise TrackingError(
+        f"no training run in {settings.mlflow_tracking_uri!r} (experiment {settings.experiment_name!r}) registered "
+        f"a {settings.registered_model} version of the model with md5 {model_md5}; retrain with `dvc repro -f train` "
+        "(or point MLFLOW_TRACKING_URI at the store it was logged to)"
+    )
+
+
 def log_evaluation(
     settings: Settings,
     run_id: str,
@@ -172,84 +180,55 @@ def log_evaluation(
             mlflow.set_tags(dict(tags))
 
 
-def load_model(uri: str, settings: Settings | None = None) -> Any:
-    """Load a logged or registered model as pyfunc (`models:/name@alias`, `runs:/…`, a path)."""
-    if settings is not None:
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return mlflow.pyfunc.load_model(uri)
+def load_model_dir(path: Path) -> Any:
+    """The native sklearn pipeline of an MLflow model directory (`spamfilter.registry.loading` is the
+    general loader); ModelUnavailableError when it cannot be loaded."""
+    try:
+        return mlflow.sklearn.load_model(str(path))
+    except Exception as exc:  # any failure to read or unpickle means the same: this model cannot serve
+        message = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+        raise ModelUnavailableError(f"{path}: cannot be loaded: {message}") from None
 
 
-def load_sklearn_model(uri: str, settings: Settings | None = None) -> Any:
-    """Load the native scikit-learn pipeline of a logged or registered model."""
-    if settings is not None:
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    return mlflow.sklearn.load_model(uri)
+def load_registered_pipeline(uri: str, settings: Settings, what: str = "") -> Any:
+    """The native sklearn pipeline of a registered version (`models:/name@alias`, `models:/name/3`);
+    ModelUnavailableError naming `what` (default: the URI) when it cannot be loaded."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    try:
+        return mlflow.sklearn.load_model(uri)
+    except Exception as exc:  # any failure to fetch or unpickle means the same: this model cannot serve
+        message = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+        raise ModelUnavailableError(f"{what or uri} cannot be loaded: {message}") from None
 
 
-@dataclass(frozen=True)
-class RegisteredVersion:
-    """One registered model version as the serving side needs it: what it is and how it scored."""
-
-    name: str
-    version: str
-    aliases: tuple[str, ...]
-    run_id: str
-    model_uri: str  # `models:/<name>/<version>`: stays on this version when the alias moves
-    metrics: dict[str, float]  # the run's held-out `test_*` metrics, without the prefix
-    trained_at: str  # ISO-8601 start of the training run
-    tags: dict[str, str]
-    params: dict[str, str]
-
-
-def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
-    """`models:/name@alias` → (name, alias, None); `models:/name/3` → (name, None, "3")."""
-    if not uri.startswith("models:/"):
-        raise ValueError(f"{uri!r} is not a registry URI (expected models:/<name>@<alias> or models:/<name>/<version>)")
-    rest = uri.removeprefix("models:/").strip("/")
-    if "@" in rest:
-        name, alias = rest.split("@", 1)
-        if name and alias and "/" not in name:
-            return name, alias, None
-    elif rest.count("/") == 1:
-        name, version = rest.split("/")
-        if name and version.isdigit():
-            return name, None, version
-    raise ValueError(f"{uri!r} is not a registry URI (expected models:/<name>@<alias> or models:/<name>/<version>)")
-
-
-def registered_version(uri: str, settings: Settings | None = None) -> RegisteredVersion:
-    """Resolve `models:/name@alias` or `models:/name/version` to the version it names now."""
-    from datetime import UTC, datetime
-
+def registered_version(uri: str, settings: Settings | None = None) -> ModelVersion:
+    """Resolve `models:/name@alias` or `models:/name/version` to the version it names now, with its
+    training run's details."""
     settings = settings or Settings()
     name, alias, version = parse_models_uri(uri)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     try:
         found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-        run = client.get_run(found.run_id) if found.run_id else None
+        return _with_run(client, _ref(found))
     except MlflowException as exc:
         raise TrackingError(f"{uri} in {settings.mlflow_tracking_uri!r}: {exc.message}") from None
-    metrics: dict[str, float] = {}
-    tags: dict[str, str] = {}
-    params: dict[str, str] = {}
-    trained_at = datetime.fromtimestamp(found.creation_timestamp / 1000, UTC).isoformat()
-    if run is not None:
-        metrics = {
+
+
+def _with_run(client: MlflowClient, version: ModelVersion) -> ModelVersion:
+    """The version with its training run's held-out metrics, tags, params and start time."""
+    from dataclasses import replace
+
+    if not version.run_id:
+        return version
+    run = client.get_run(version.run_id)
+    return replace(
+        version,
+        metrics={
             key.removeprefix("test_"): value for key, value in run.data.metrics.items() if key.startswith("test_")
-        }
-        tags = {key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")}
-        params = dict(run.data.params)
-        trained_at = datetime.fromtimestamp(run.info.start_time / 1000, UTC).isoformat()
-    return RegisteredVersion(
-        name=name,
-        version=str(found.version),
-        aliases=tuple(getattr(found, "aliases", ()) or ()),
-        run_id=found.run_id or "",
-        model_uri=f"models:/{name}/{found.version}",
-        metrics=metrics,
-        trained_at=trained_at,
-        tags=tags,
-        params=params,
+        },
+        run_tags={key: value for key, value in run.data.tags.items() if not key.startswith("mlflow.")},
+        params=dict(run.data.params),
+        trained_at=_iso_from_ms(run.info.start_time),
     )
 
 
@@ -260,39 +239,6 @@ CHAMPION = "champion"
 # One registered-model tag per change of `champion`: `audit.000001` → a PromotionRecord as JSON.
 AUDIT_TAG_PREFIX = "audit."
 PROMOTION_LOCK_TIMEOUT_S = 120.0
-# Run tags written by the train stage that describe the data and code; copied onto the version.
-LINEAGE_RUN_TAGS = (
-    "git_commit",
-    "model_type",
-    "data_raw_md5",
-    "data_sha256",
-    "data_rows",
-    "data_train_rows",
-    "data_test_rows",
-)
-
-
-class RegistryError(TrackingError):
-    """A registry operation cannot proceed (no such alias or version, a stale gate verdict, …)."""
-
-
-class ModelUnavailableError(RegistryError):
-    """A registered version exists but its model cannot be loaded (artifact missing or corrupt)."""
-
-
-@dataclass(frozen=True)
-class VersionRef:
-    """A registered model version: which one, its run, aliases and tags."""
-
-    name: str
-    version: str
-    run_id: str
-    aliases: tuple[str, ...]
-    tags: dict[str, str]
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
 
 
 def _client(settings: Settings) -> MlflowClient:
@@ -323,17 +269,26 @@ def _is_missing(exc: MlflowException) -> bool:
     return exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
-def _ref(found: Any) -> VersionRef:
-    return VersionRef(
+def _ref(found: Any) -> ModelVersion:
+    """A registry entity as a ModelVersion (without its run's details)."""
+    return ModelVersion(
         name=found.name,
         version=str(found.version),
         run_id=found.run_id or "",
         aliases=tuple(getattr(found, "aliases", ()) or ()),
+        source=str(getattr(found, "source", "") or ""),
         tags=dict(found.tags or {}),
+        trained_at=_iso_from_ms(found.creation_timestamp) if getattr(found, "creation_timestamp", None) else "",
     )
 
 
-def _alias_version(client: MlflowClient, name: str, alias: str) -> VersionRef | None:
+def _iso_from_ms(milliseconds: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat()
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     try:
         return _ref(client.get_model_version_by_alias(name, alias))
     except MlflowException as exc:
@@ -342,13 +297,13 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> VersionRef | 
         raise
 
 
-def find_alias(settings: Settings, alias: str) -> VersionRef | None:
+def find_alias(settings: Settings, alias: str) -> ModelVersion | None:
     """The version an alias points at, or None when the alias (or the model) does not exist."""
     with _store_errors(settings, f"looking up {settings.registered_model}@{alias}"):
         return _alias_version(_client(settings), settings.registered_model, alias)
 
 
-def get_version(settings: Settings, ref: str) -> VersionRef:
+def get_version(settings: Settings, ref: str) -> ModelVersion:
     """A version by number (`3`, `v3`) or by alias (`champion`); a clear error when there is none."""
     name = settings.registered_model
     number = ref.removeprefix("v")
@@ -391,22 +346,17 @@ def mark_challenger(settings: Settings, version: str, run_id: str, tags: Mapping
     and point the `challenger` alias at it. Never touches `champion`."""
     with _store_errors(settings, f"marking {settings.registered_model} version {version} as challenger"):
         run_tags = _client(settings).get_run(run_id).data.tags
-    lineage = {key: run_tags[key] for key in LINEAGE_RUN_TAGS if key in run_tags}
+    lineage = {key: run_tags[key] for key in LINEAGE_TAGS if key in run_tags}
     set_version_tags(settings, version, {**lineage, **tags})
     set_alias(settings, CHALLENGER, version)
 
 
-def load_version(settings: Settings, ref: VersionRef) -> Any:
+def load_version(settings: Settings, ref: ModelVersion) -> Any:
     """The native sklearn pipeline of a version; ModelUnavailableError when its artifact cannot be loaded."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    try:
-        return mlflow.sklearn.load_model(ref.uri)
-    except Exception as exc:  # any failure to fetch or unpickle means the same: this model cannot serve
-        message = exc.message if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
-        raise ModelUnavailableError(f"{ref.name} version {ref.version} cannot be loaded: {message}") from None
+    return load_registered_pipeline(ref.uri, settings, f"{ref.name} version {ref.version}")
 
 
-def download_version(settings: Settings, ref: VersionRef, destination: Path) -> Path:
+def download_version(settings: Settings, ref: ModelVersion, destination: Path) -> Path:
     """Copy a version's MLflow model directory (MLmodel, model.pkl, code/, …) into `destination`."""
     import mlflow.artifacts
 

@@ -119,7 +119,7 @@ def registry_store(tmp_path_factory: pytest.TempPathFactory, default_model: Any)
             input_example=INPUT_EXAMPLE,
         )
         tracking.log_evaluation(settings, run.run_id, held_out_metrics(model), artifacts=[])
-        models[run.model_version] = model
+        models[run.version] = model
     tracking.set_alias(settings, "champion", "1")
     return RegistryStore(settings, env, models)
 

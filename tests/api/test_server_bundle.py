@@ -160,7 +160,7 @@ def test_predictions_and_feedback_land_in_the_log(bundle_server: Server) -> None
     assert unknown.status_code == 404 and "no-such-id" in unknown.json()["message"]
 
     engine = create_engine(bundle_server.env["PREDICTION_LOG_URL"])
-    rows = {row.id: row for row in predlog.read_predictions(engine)}
+    rows = {row.id: row for row in predlog.read_predictions(engine).records}
     row = rows[prediction["prediction_id"]]
     assert row.text == text  # LOG_TEXT=true on this server
     assert row.text_sha256 == predlog.text_sha256(text) and row.text_length == len(text)

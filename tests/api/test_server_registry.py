@@ -53,7 +53,7 @@ def test_texts_are_not_logged_unless_asked(registry_server: Server) -> None:
     prediction = httpx.post(f"{registry_server.url}/predict", json={"text": TEXT}).json()
     engine = create_engine(registry_server.env["PREDICTION_LOG_URL"])
     deadline = time.monotonic() + 10
-    while not (rows := [r for r in predlog.read_predictions(engine) if r.id == prediction["prediction_id"]]):
+    while not (rows := [r for r in predlog.read_predictions(engine).records if r.id == prediction["prediction_id"]]):
         assert time.monotonic() < deadline, "prediction never reached the log"
         time.sleep(0.2)
     assert rows[0].text is None and rows[0].text_sha256 == predlog.text_sha256(TEXT)
@@ -136,7 +136,7 @@ def break_latest_version(store: RegistryStore) -> str:
     artifacts = Path(store.env["SPAM_MLFLOW_ARTIFACT_ROOT"])
     newest = max(artifacts.rglob("model.pkl"), key=lambda path: path.stat().st_mtime)
     newest.write_bytes(b"corrupt")
-    return run.model_version
+    return run.version
 
 
 def test_alias_polling_swaps_and_a_broken_version_keeps_the_old_model(

@@ -111,7 +111,7 @@ def build_store(root: Path, extra: tuple[str, ...] = (), only: tuple[str, ...] |
             input_example=[OBVIOUS_SPAM[0], OBVIOUS_HAM[0]],
             run_name=name,
         )
-        store.uris[name] = run.model_uri
+        store.uris[name] = run.source
         store.metrics[name] = score(model, texts, truth)
         tracking.log_evaluation(settings, run.run_id, store.metrics[name], artifacts=[])
     return store

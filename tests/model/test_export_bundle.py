@@ -23,7 +23,7 @@ from spamfilter import cli
 from spamfilter.config import Settings
 from spamfilter.modeling.metrics import METRIC_KEYS, OBVIOUS_HAM, OBVIOUS_SPAM
 from spamfilter.modeling.pipeline import spam_probability
-from spamfilter.registry import bundle, tracking
+from spamfilter.registry import bundle, loading, tracking
 from tests.conftest import VENV_BIN
 from tests.model.registry_helpers import Store, build_store
 
@@ -84,10 +84,10 @@ def test_bundle_predicts_exactly_as_the_registry_champion(store: Store, champion
     texts = [*store.texts, *OBVIOUS_SPAM, *OBVIOUS_HAM, "", "   ", "ÜNÏCÖDÉ £££ 📱"]
     frame = pd.DataFrame({"text": texts})
 
-    from_bundle = tracking.load_sklearn_model(str(env / "served" / bundle.MODEL_DIR))
+    from_bundle = loading.load_pipeline(env / "served" / bundle.MODEL_DIR)
     mlflow.set_tracking_uri(champion.mlflow_tracking_uri)
     pyfunc = mlflow.pyfunc.load_model("models:/exported@champion")
-    native = tracking.load_sklearn_model("models:/exported@champion", champion)
+    native = loading.load_pipeline("models:/exported@champion", champion)
 
     assert list(from_bundle.classes_) == ["ham", "spam"]
     np.testing.assert_array_equal(spam_probability(from_bundle, texts), spam_probability(native, texts))

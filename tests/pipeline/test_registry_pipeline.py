@@ -15,7 +15,7 @@ import yaml
 
 from spamfilter import cli
 from spamfilter.config import Settings
-from spamfilter.registry import bundle, tracking
+from spamfilter.registry import bundle, loading, tracking
 from tests.conftest import Project, make_messages, make_project, write_tsv
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def test_first_run_promotes_by_the_floors_and_exports_the_champion(released: Rel
 def test_champion_loads_by_alias_and_matches_the_bundle(released: Released) -> None:
     mlflow.set_tracking_uri(released.settings.mlflow_tracking_uri)
     champion = mlflow.pyfunc.load_model("models:/spam-classifier@champion")
-    served = tracking.load_sklearn_model(str(released.project.root / "bundle" / "model"))
+    served = loading.load_pipeline(released.project.root / "bundle" / "model")
     texts = [json.loads(line)["text"] for line in (released.project.root / "data/processed/test.jsonl").open()]
     assert list(champion.predict(pd.DataFrame({"text": texts}))) == list(served.predict(texts))
 

@@ -39,7 +39,7 @@ def test_sqlite_fast_path_reads_back_like_the_portable_path(tmp_path: Path) -> N
     predlog.insert_predictions(engine, [fast])
     with engine.begin() as connection:
         connection.execute(insert(predlog.predictions), [portable.__dict__])
-    rows = predlog.read_predictions(engine)
+    rows = predlog.read_predictions(engine).records
     assert [r.id for r in rows] == [fast.id, portable.id]
     assert rows[0].created_at == rows[1].created_at == at.replace(tzinfo=None)
     assert (rows[0].text, rows[0].spam_probability, rows[0].label) == ("hello", 0.25, "ham")
