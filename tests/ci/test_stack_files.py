@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import VENV_BIN
+from tests.conftest import REPO_ROOT, VENV_BIN
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = VENV_BIN / "docker-compose"
 STACK_ENV = {
     "MINIO_ROOT_USER": "user",
