@@ -9,7 +9,7 @@ Sub-packages by concern, each importing only those before it:
     monitoring   prediction log, reference profile, drift checks, decision, report rendering
     cli          the `spamfilter` command: parses arguments, calls the library, prints
 
-Nothing in `spamfilter` imports `api` or `stages`; `tests/unit/test_layout.py` checks these rules.
+Nothing in `spamfilter` imports `api` or `stages`; `tests/ci/test_layout.py` checks these rules.
 Importing the package has no side effects.
 """
 
