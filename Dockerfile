@@ -9,7 +9,7 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY requirements-serve.txt ./
 RUN pip install -r requirements-serve.txt
-COPY pyproject.toml requirements.txt README.md ./
+COPY pyproject.toml requirements-train.txt README.md ./
 COPY spamfilter ./spamfilter
 RUN pip install --no-deps .
 
