@@ -328,7 +328,11 @@ class _Reader:
                 self.bad_row(key, source, self.too_big(status.st_size))
                 return
             with path.open("rb") as handle:
-                raw = handle.read(self.max_bytes + 1)
+                # Sized by stat (reading max_bytes + 1 would allocate that much per message), then on to
+                # max_bytes + 1 if the file grew meanwhile.
+                raw = handle.read(status.st_size + 1)
+                if len(raw) > status.st_size:
+                    raw += handle.read(self.max_bytes + 1 - len(raw))
         except OSError as exc:
             self.bad_row(key, source, f"cannot read ({exc.strerror or exc})")
             return
@@ -478,7 +482,7 @@ class _Reader:
         if member.size > self.max_bytes:
             self.bad_row(key, source, self.too_big(member.size))
             return
-        raw = content.read(self.max_bytes + 1)
+        raw = content.read(member.size)  # at most max_bytes, checked above
         label_folders = self.label_folders_of(member_folders)
         folder_parts = parts[: len(label_folders) - len(folders)]
         folder_source = f"{archive_source}:{'/'.join(folder_parts)}" if folder_parts else archive_source

@@ -7,6 +7,7 @@ import bz2
 import gzip
 import hashlib
 import io
+import mailbox
 import os
 import tarfile
 from collections import Counter
@@ -189,6 +190,18 @@ def test_mbox_files_are_labelled_by_their_name_or_their_folder(tmp_path: Path) -
     assert [m.raw for m in corpus.messages] == ham + spam
     first_lines = [1, spam[0].count(b"\n") + 2, spam[0].count(b"\n") + spam[1].count(b"\n") + 3]
     assert [m.source for m in corpus.messages[2:]] == [f"{tmp_path / 'spam.mbox'}:{line}" for line in first_lines]
+
+
+def test_mbox_splits_as_the_standard_library_does(tmp_path: Path) -> None:
+    messages = [make_email(n, body=f"Line one\n\n>From quoted\nFrom-ish text {n}\n") for n in range(1, 5)]
+    path = tmp_path / "spam.mbox"
+    path.write_bytes(b"\n".join(messages) + b"\n")
+    box = mailbox.mbox(path, create=False)
+    try:
+        expected = [box.get_bytes(key, from_=True) for key in box.iterkeys()]
+    finally:
+        box.close()
+    assert [m.raw for m in read(path).messages] == expected == messages
 
 
 def test_mbox_problems_are_bad_rows_with_their_line(tmp_path: Path) -> None:
