@@ -237,7 +237,13 @@ def test_maildir_cur_and_new_are_read_and_tmp_is_reported(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("suffix", "compression", "kind"),
-    [("tar", "", "tar"), ("tar.gz", "gz", "tar.gz"), ("tgz", "gz", "tar.gz"), ("tar.bz2", "bz2", "tar.bz2")],
+    [
+        ("tar", "", "tar"),
+        ("tar.gz", "gz", "tar.gz"),
+        ("tgz", "gz", "tar.gz"),
+        ("tar.bz2", "bz2", "tar.bz2"),
+        ("tar.xz", "xz", "tar.xz"),
+    ],
 )
 def test_archives_read_like_the_tree_without_extracting(
     tmp_path: Path, suffix: str, compression: str, kind: str
