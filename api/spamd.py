@@ -32,6 +32,7 @@ How it behaves, next to spamd (the reference daemon):
 | `Compress: zlib`                                      | inflated, bounded by `max_message_bytes` | same                 |
 | `Compress: zlib` without Content-length; corrupt zlib | 76; 69                                   | 69; 69               |
 | the scorer (or feedback) raises                       | 70 EX_SOFTWARE, and serving goes on      | child dies, respawns |
+| ... raises ScorerNotReadyError (no model loaded yet)  | 75 EX_TEMPFAIL with its message          | -                    |
 | TELL without a feedback function                      | 69 EX_UNAVAILABLE                        | same (no --allow-tell)|
 
 Bytes past the declared Content-length are ignored. spamc never sends more than its -s limit (500 KB by default),
@@ -72,7 +73,7 @@ from api.spamd_protocol import (
     tell_request,
     tell_response,
 )
-from spamfilter.errors import ConfigError
+from spamfilter.errors import ConfigError, SpamfilterError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,12 @@ Scorer = Callable[[bytes], EmailVerdict]
 # Learn the message as "spam" or "ham", or "forget" it; True when that changed something (spamc then prints
 # "Message successfully un/learned"), False when it was already so ("Message was already un/learned").
 Feedback = Callable[[bytes, TellLabel], bool]
+
+
+class ScorerNotReadyError(SpamfilterError):
+    """Raised by a scorer (or feedback) that cannot answer yet, e.g. no model loaded: the client gets 75
+    EX_TEMPFAIL with this message, the protocol's "try again later" (the HTTP API's 503)."""
+
 
 STREAM_LIMIT = 64 * 1024  # longest request or header line, and the reader's buffer before it pauses the socket
 READ_CHUNK = 64 * 1024
@@ -237,10 +244,11 @@ class SpamdServer:
         return await self._scan(command, version, message, started)
 
     async def _scan(self, command: Command, version: ProtocolVersion, message: bytes, started: float) -> bytes:
-        verdict = await self._in_thread("scorer", self._scorer, message)
-        if not isinstance(verdict, EmailVerdict):
-            log.error("spamd: the scorer returned %r, not an EmailVerdict", type(verdict).__name__)
+        returned: object = await self._in_thread("scorer", self._scorer, message)
+        if not isinstance(returned, EmailVerdict):  # a scorer written without type checks
+            log.error("spamd: the scorer returned %r, not an EmailVerdict", type(returned).__name__)
             raise RequestError(Status.EX_SOFTWARE, "scoring failed (see the server log)")
+        verdict = returned
         scored = score_message(verdict, self._settings.required_score)
         log.debug(
             "spamd: %s %s (%.1f/%.1f) %d bytes in %.3f s",
@@ -268,6 +276,8 @@ class SpamdServer:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, function, *args)
+        except ScorerNotReadyError as error:
+            raise RequestError(Status.EX_TEMPFAIL, str(error)) from error
         except Exception as error:  # the model's bug is this request's failure, never the server's
             log.exception("spamd: the %s raised", role)
             raise RequestError(Status.EX_SOFTWARE, f"{role} failed (see the server log)") from error

@@ -12,7 +12,7 @@ import zlib
 import pytest
 
 from api import spamd_protocol
-from api.spamd import SpamdSettings
+from api.spamd import ScorerNotReadyError, SpamdSettings
 from api.spamd_protocol import (
     Command,
     EmailVerdict,
@@ -408,6 +408,15 @@ def test_a_failing_scorer_costs_one_request() -> None:
 
     with running_spamd(scorer=wrong_type) as spamd:
         assert parse_response(exchange(spamd.port, request("CHECK", SPAM))).code == Status.EX_SOFTWARE
+
+
+def test_a_scorer_not_ready_asks_to_try_again() -> None:
+    def not_ready(raw: bytes) -> EmailVerdict:
+        raise ScorerNotReadyError("no model loaded yet: the registry is unreachable")
+
+    with running_spamd(scorer=not_ready) as spamd:
+        answer = exchange(spamd.port, request("CHECK", SPAM))
+    assert answer == b"SPAMD/1.1 75 EX_TEMPFAIL no model loaded yet: the registry is unreachable\r\n"
 
 
 def test_a_slow_scorer_blocks_nothing_else() -> None:

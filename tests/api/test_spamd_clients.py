@@ -27,7 +27,7 @@ from tests.api.spamd_support import (
     running_spamd,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 MESSAGES = {
     "lf": SPAM,
