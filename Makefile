@@ -109,9 +109,10 @@ test-unit: setup-dev ## Fast offline unit tests only
 	$(BIN)/pytest tests/unit
 
 .PHONY: lint
-lint: setup-dev ## ruff check and format check
+lint: setup-dev ## ruff check, ruff format check and the strict type check (mypy on spamfilter, api, stages)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 .PHONY: format
 format: setup-dev ## Apply ruff fixes and formatting

@@ -31,7 +31,8 @@ class AppState:
 
 
 async def get_state(request: Request) -> AppState:
-    return request.app.state.api
+    state: AppState = request.app.state.api
+    return state
 
 
 State = Annotated[AppState, Depends(get_state)]

@@ -93,4 +93,4 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if multiprocess_dir():
             from prometheus_client import multiprocess
 
-            multiprocess.mark_process_dead(os.getpid())
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # untyped upstream

@@ -87,7 +87,7 @@ class ApiMetrics:
         if path is None:
             return generate_latest(self.registry)
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
         return generate_latest(registry)
 
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spamfilter import entry
-from spamfilter.config import ConfigError, Settings
+from spamfilter.config import Settings
+from spamfilter.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # argparse names no public type for it, and the class is not subscriptable at run time
+    Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _github_output() -> Path | None:
@@ -109,7 +114,7 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_release_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_release_commands(commands: Subcommands) -> None:
     gate = commands.add_parser(
         "gate", help="score challenger and champion on the held-out split; write the verdict to reports/gate.json"
     )
@@ -163,7 +168,7 @@ def _feed(args: argparse.Namespace) -> int:
     try:
         batch = feed.make_batch(pool, args.n, args.drift, strength, args.seed)
     except ValueError as exc:
-        raise corpus.DataError(str(exc)) from None
+        raise DataError(str(exc)) from None
     path = feed.write_batch(batch, args.out_dir, args.drift)
     spam = sum(m.is_spam for m in batch)
     print(f"{path}: {len(batch)} messages ({spam} spam), drift {args.drift} at strength {strength}")
@@ -205,7 +210,7 @@ def _monitor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_monitor_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_monitor_commands(commands: Subcommands) -> None:
     from spamfilter.data.feed import DRIFT_MODES
 
     feed = commands.add_parser(
@@ -255,7 +260,7 @@ def _transfer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_storage_commands(commands: argparse._SubParsersAction) -> None:
+def _add_storage_commands(commands: Subcommands) -> None:
     for direction, text in (("push", "upload"), ("pull", "download")):
         sub = commands.add_parser(
             direction, help=f"`dvc {direction}`: {text} data and models, explaining an S3 remote's failure"
@@ -283,7 +288,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_report_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_report_commands(commands: Subcommands) -> None:
     report = commands.add_parser(
         "report", help="write the pull-request report (metrics and params diff, plots, gate verdict) as Markdown"
     )

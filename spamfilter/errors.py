@@ -18,8 +18,9 @@ class DataError(SpamfilterError, ValueError):
     """Input data cannot be used; the message says which file and line (or archive member), and why."""
 
 
-class ModelInputError(SpamfilterError, ValueError):
-    """What a model was asked to score has the wrong shape or type; the message names the row or column."""
+class ModelInputError(SpamfilterError, ValueError, TypeError):
+    """What a model was asked to score has the wrong shape (a ValueError to scikit-learn callers) or
+    type (a TypeError); the message names the row or column."""
 
 
 class BundleError(SpamfilterError, ValueError):

@@ -7,12 +7,14 @@ import hashlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from spamfilter import entry, files
 from spamfilter.config import load_params
 from spamfilter.data import corpus
+from spamfilter.errors import DataError
 
 log = logging.getLogger("stages.ingest")
 
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     raw_paths = corpus.corpus_files(args.raw_dir, required=True, hint="run `make data` to obtain the corpus")
     new_paths = corpus.corpus_files(args.new_dir, required=False)
-    parsed, sources = [], []
+    parsed: list[corpus.ParsedFile] = []
+    sources: list[dict[str, Any]] = []
     for path in [*raw_paths, *new_paths]:
         content = path.read_bytes()
         result = corpus.parse_corpus(content, str(path))
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(dataset.bad_rows) > MAX_SHOWN_BAD_ROWS:
             print(f"... and {len(dataset.bad_rows) - MAX_SHOWN_BAD_ROWS} more bad rows", file=sys.stderr)
         if params.on_bad_row == "fail":
-            raise corpus.DataError(
+            raise DataError(
                 f"{len(dataset.bad_rows)} bad rows (first: {dataset.bad_rows[0]}); fix them, or set "
                 "ingest.on_bad_row: drop to drop them with a report"
             )

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spamfilter import files
-from spamfilter.data.corpus import DataError, parse_corpus
+from spamfilter.data.corpus import parse_corpus
+from spamfilter.errors import DataError
 
 log = logging.getLogger(__name__)
 

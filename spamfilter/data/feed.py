@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from spamfilter import files
-from spamfilter.data.corpus import DataError, Message, parse_corpus
+from spamfilter.data.corpus import Message, parse_corpus
+from spamfilter.errors import DataError
 from spamfilter.labels import LABELS
 
 DriftMode = Literal["none", "spam_surge", "new_campaign", "length_shift", "vocab_shift"]

@@ -34,9 +34,10 @@ METRIC_KEYS = (
 )
 
 
-def classification_metrics(
-    y_true: Sequence[str], y_pred: Sequence[str], spam_proba: Sequence[float]
-) -> dict[str, float]:
+Scores = Sequence[float] | np.ndarray  # P(spam) per message
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], spam_proba: Scores) -> dict[str, float]:
     """The evaluation metrics, spam as the positive class.
 
     `spam_caught_rate` is recall on spam; `blocked_ham_rate` is the share of ham classified as
@@ -75,7 +76,7 @@ def f1_from_counts(counts: Mapping[str, int]) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def roc_points(y_true: Sequence[str], spam_proba: Sequence[float]) -> list[dict[str, float]]:
+def roc_points(y_true: Sequence[str], spam_proba: Scores) -> list[dict[str, float]]:
     fpr, tpr, thresholds = roc_curve(np.asarray(y_true) == SPAM, spam_proba)
     return [
         {"fpr": round(float(f), 6), "tpr": round(float(t), 6), "threshold": round(float(min(th, 1.0)), 6)}
@@ -83,7 +84,7 @@ def roc_points(y_true: Sequence[str], spam_proba: Sequence[float]) -> list[dict[
     ]
 
 
-def pr_points(y_true: Sequence[str], spam_proba: Sequence[float]) -> list[dict[str, float]]:
+def pr_points(y_true: Sequence[str], spam_proba: Scores) -> list[dict[str, float]]:
     precision, recall, thresholds = precision_recall_curve(np.asarray(y_true) == SPAM, spam_proba)
     # precision_recall_curve's last point has no threshold; it is the (recall 0, precision 1) end.
     padded = [*thresholds.tolist(), 1.0]

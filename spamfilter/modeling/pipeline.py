@@ -33,7 +33,7 @@ def build_featurizer(params: FeaturizeParams) -> Pipeline:
         (
             "word",
             TfidfVectorizer(
-                analyzer=WordAnalyzer(params.stemmer, params.stop_words, tuple(params.word_ngram_range)),
+                analyzer=WordAnalyzer(params.stemmer, params.stop_words, params.word_ngram_range),
                 lowercase=False,
                 **common,
             ),

@@ -15,6 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from spamfilter.config import StemmerName
+from spamfilter.errors import ConfigError, ModelInputError
 
 # Placeholder tokens: letters only, so no tokeniser or stemmer splits or rewrites them.
 URL_TOKEN = "urltoken"
@@ -77,13 +78,16 @@ def make_stemmer(name: StemmerName) -> Callable[[str], str]:
     # command importing the config would otherwise pay.
     from nltk.stem import PorterStemmer, SnowballStemmer
 
+    stem: Callable[[str], str]
     if name == "porter":
-        return PorterStemmer().stem
-    if name == "snowball":
-        return SnowballStemmer("english").stem
-    if name == "none":
-        return lambda word: word
-    raise ValueError(f"unknown stemmer {name!r}: expected porter, snowball or none")
+        stem = PorterStemmer().stem
+    elif name == "snowball":
+        stem = SnowballStemmer("english").stem
+    elif name == "none":
+        stem = str  # the identity on words
+    else:
+        raise ConfigError(f"unknown stemmer {name!r}: expected porter, snowball or none")
+    return stem
 
 
 class WordAnalyzer:
@@ -158,19 +162,19 @@ def as_texts(data: Any) -> list[str]:
         elif len(names) == 1:
             data = data[names[0]]
         else:
-            raise ValueError(f"expected a 'text' column, got columns {names}")
+            raise ModelInputError(f"expected a 'text' column, got columns {names}")
     if isinstance(data, np.ndarray) and data.ndim == 2:
         if data.shape[1] != 1:
-            raise ValueError(f"expected one column of texts, got shape {data.shape}")
+            raise ModelInputError(f"expected one column of texts, got shape {data.shape}")
         data = data[:, 0]
     texts = data.tolist() if hasattr(data, "tolist") else list(data)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"input row {i}: expected a string, got {type(text).__name__}")
+            raise ModelInputError(f"input row {i}: expected a string, got {type(text).__name__}")
     return texts
 
 
-class TextNormalizer(TransformerMixin, BaseEstimator):
+class TextNormalizer(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # scikit-learn is untyped
     """First step of every model pipeline: raw input of any accepted shape → normalised texts."""
 
     def fit(self, X: Any, y: Any = None) -> TextNormalizer:  # noqa: N803 (sklearn's API)

@@ -68,7 +68,8 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        record: dict[str, Any] = jsonable(asdict(self))
+        return record
 
 
 def jsonable(value: Any) -> Any:

@@ -158,7 +158,8 @@ def run_checks(reference: Reference, window: Window, params: MonitorParams) -> M
 def decide(checks: list[CheckResult], window: dict[str, Any], params: MonitorParams) -> MonitorResult:
     """Correct the p-values, mark the checks that fired, and decide whether to retrain, with reasons."""
     tested = [c for c in checks if c.skipped is None and c.p_value is not None]
-    for check, adjusted in zip(tested, adjust_p_values([c.p_value for c in tested], params.correction), strict=True):
+    p_values = [c.p_value for c in tested if c.p_value is not None]
+    for check, adjusted in zip(tested, adjust_p_values(p_values, params.correction), strict=True):
         check.p_adjusted = adjusted
     for check in checks:
         if check.skipped is None and check.p_adjusted is not None:

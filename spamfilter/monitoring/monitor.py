@@ -20,7 +20,7 @@ import numpy as np
 from spamfilter import files
 from spamfilter.config import MonitorParams
 from spamfilter.data import corpus
-from spamfilter.data.corpus import DataError
+from spamfilter.errors import DataError
 from spamfilter.labels import LABELS
 from spamfilter.monitoring import decision, predlog, rendering
 from spamfilter.monitoring.profile import PROFILE_STAGE_HINT, reference_from_profile
@@ -59,8 +59,8 @@ def _sqlite_file_missing(url: str) -> bool:
     database = parsed.database
     return (
         parsed.drivername.startswith("sqlite")
-        and bool(database)
-        and database != ":memory:"
+        and database is not None
+        and database not in {"", ":memory:"}
         and not Path(database).exists()
     )
 

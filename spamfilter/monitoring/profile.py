@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from spamfilter.data.corpus import DataError
+from spamfilter.errors import DataError
 from spamfilter.modeling.metrics import confusion_counts
 from spamfilter.monitoring import decision, descriptors
 

@@ -54,9 +54,9 @@ def js_distances(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     def kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0)
-        return terms.sum(axis=1)
+        return np.asarray(terms.sum(axis=1), dtype=float)
 
-    return np.sqrt(np.maximum((kl(p, m) + kl(q, m)) / 2, 0.0))
+    return np.asarray(np.sqrt(np.maximum((kl(p, m) + kl(q, m)) / 2, 0.0)), dtype=float)
 
 
 def adjust_p_values(p_values: Sequence[float], method: str) -> list[float]:

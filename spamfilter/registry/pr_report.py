@@ -27,8 +27,8 @@ class MetricChange:
     @property
     def changed(self) -> bool:
         if self.old is None or self.new is None:
-            return self.old != self.new
-        return self.diff is not None and not math.isclose(self.diff, 0.0, abs_tol=1e-12)
+            return bool(self.old != self.new)
+        return self.diff is not None and not math.isclose(float(self.diff), 0.0, abs_tol=1e-12)
 
 
 @dataclass(frozen=True)

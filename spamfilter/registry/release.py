@@ -24,7 +24,7 @@ from typing import Any
 from spamfilter import files
 from spamfilter.config import GateParams, Params, Settings, result_params
 from spamfilter.data import corpus
-from spamfilter.errors import TrackingError
+from spamfilter.errors import DataError, ModelUnavailableError, RegistryError, TrackingError
 from spamfilter.modeling import metrics
 from spamfilter.modeling.pipeline import model_threshold, spam_probability
 from spamfilter.registry import audit, bundle, gate, loading, pr_report, versions
@@ -48,7 +48,7 @@ def read_held_out(path: Path) -> tuple[list[str], list[str], str]:
     content = path.read_text(encoding="utf-8")
     texts, truth = corpus.texts_and_labels(corpus.from_jsonl(content, str(path)))
     if not texts:
-        raise corpus.DataError(f"{path}: the held-out split is empty")
+        raise DataError(f"{path}: the held-out split is empty")
     return texts, truth, hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
@@ -78,7 +78,7 @@ def run_gate(
             else:
                 champion_metrics = score(tracking.load_version(settings, champion), texts, truth)
             status = "present"
-        except tracking.ModelUnavailableError as exc:
+        except ModelUnavailableError as exc:
             problem = str(exc)
             status = "treated_as_absent" if treat_missing_champion_as_absent else "unloadable"
             log.warning("champion %s", problem)
@@ -155,15 +155,13 @@ def record_verdict(settings: Settings, report: gate.GateReport) -> None:
 def read_gate_report(path: Path) -> gate.GateReport:
     from pydantic import ValidationError
 
-    from spamfilter.registry import tracking
-
     try:
         return gate.GateReport.model_validate_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise tracking.RegistryError(f"{path}: no gate report; run `spamfilter gate` first") from None
+        raise RegistryError(f"{path}: no gate report; run `spamfilter gate` first") from None
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
-        raise tracking.RegistryError(f"{path}: not a gate report ({problems})") from None
+        raise RegistryError(f"{path}: not a gate report ({problems})") from None
 
 
 def promote_from_report(
@@ -175,13 +173,13 @@ def promote_from_report(
 
     report = read_gate_report(report_path)
     if report.registered_model != settings.registered_model:
-        raise tracking.RegistryError(
+        raise RegistryError(
             f"{report_path} judged {report.registered_model!r}, but SPAM_REGISTERED_MODEL is {settings.registered_model!r}"
         )
     if report.decision != "promote":
         if if_passed:
             return None
-        raise tracking.RegistryError(
+        raise RegistryError(
             f"{report_path}: the gate rejected v{report.challenger.version} ({report.reason}); champion unchanged"
         )
     return tracking.promote(

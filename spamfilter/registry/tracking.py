@@ -208,7 +208,9 @@ def registered_version(uri: str, settings: Settings | None = None) -> ModelVersi
     name, alias, version = parse_models_uri(uri)
     client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     try:
-        found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+        found = (
+            client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, str(version))
+        )
         return _with_run(client, _ref(found))
     except MlflowException as exc:
         raise TrackingError(f"{uri} in {settings.mlflow_tracking_uri!r}: {exc.message}") from None

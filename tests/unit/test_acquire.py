@@ -21,7 +21,7 @@ from spamfilter.data.acquire import (
     extract_uci_member,
     store,
 )
-from spamfilter.data.corpus import DataError
+from spamfilter.errors import DataError
 
 CONTENT = b"ham\tHello\nspam\tWIN a prize\n"
 

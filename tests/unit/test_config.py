@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from spamfilter.config import ConfigError, Params, Settings, flatten, load_params, parse_params
+from spamfilter.config import Params, Settings, flatten, load_params, parse_params
+from spamfilter.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

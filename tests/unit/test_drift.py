@@ -11,6 +11,7 @@ import pytest
 
 from spamfilter.config import MonitorParams, Params, TrainParams
 from spamfilter.data import corpus, feed
+from spamfilter.errors import DataError
 from spamfilter.modeling.pipeline import assemble, build_classifier, build_featurizer, predict_labels, spam_probability
 from spamfilter.monitoring import checks, decision, descriptors, profile, statistics
 
@@ -218,7 +219,7 @@ def test_descriptors_of_a_message() -> None:
 
 
 def test_malformed_profile_names_the_stage() -> None:
-    with pytest.raises(corpus.DataError, match=r"evaluate.*dvc repro"):
+    with pytest.raises(DataError, match=r"evaluate.*dvc repro"):
         profile.reference_from_profile({"schema_version": profile.SCHEMA_VERSION, "texts": {}}, "p.json")
-    with pytest.raises(corpus.DataError, match="schema_version"):
+    with pytest.raises(DataError, match="schema_version"):
         profile.reference_from_profile({"schema_version": 99}, "p.json")

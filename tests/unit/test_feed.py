@@ -10,6 +10,7 @@ import pytest
 
 from spamfilter import cli
 from spamfilter.data import corpus, feed
+from spamfilter.errors import DataError
 from spamfilter.modeling.text import WordAnalyzer, normalize
 from tests.conftest import make_messages, write_tsv
 
@@ -78,7 +79,7 @@ def test_written_batch_passes_the_raw_corpus_validation(pool: list[corpus.Messag
     assert parsed.bad_rows == []
     assert [m.label for m in parsed.messages] == [m.label for m in messy]
     assert parsed.messages[0].text == "tab here and a newline"
-    with pytest.raises(corpus.DataError, match="already exists"):
+    with pytest.raises(DataError, match="already exists"):
         feed.write_batch(messy, tmp_path / "new", "new_campaign", at)
 
 
