@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
 from api.batcher import MicroBatcher
-from api.errors import ApiError
+from api.errors import ApiError, invalid_field
 from api.metrics import ApiMetrics
 from api.model_holder import LoadedModel, ModelHolder
 from api.prediction_log import PredictionLogWriter
@@ -79,16 +79,10 @@ def current_model(state: AppState) -> LoadedModel:
 
 def check_text(text: str, limit: int, field_name: str) -> None:
     if not text.strip():
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{field_name} is empty: send the message to classify",
-            [{"field": field_name, "problem": "is empty"}],
-        )
+        raise invalid_field(field_name, "is empty", f"{field_name} is empty: send the message to classify")
     if len(text) > limit:
-        raise ApiError(
-            422,
-            "invalid_request",
+        raise invalid_field(
+            field_name,
+            f"longer than {limit} characters",
             f"{field_name} has {len(text)} characters; the maximum is {limit} (MAX_TEXT_LENGTH)",
-            [{"field": field_name, "problem": f"longer than {limit} characters"}],
         )

@@ -46,6 +46,12 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def invalid_field(field: str, problem: str, message: str) -> ApiError:
+    """The 422 for one bad field, in the shape every validation error has:
+    `{"error": "invalid_request", "message": …, "details": [{"field": …, "problem": …}]}`."""
+    return ApiError(422, "invalid_request", message, [{"field": field, "problem": problem}])
+
+
 class BodyTooLargeError(Exception):
     """Raised while reading a request body that outgrows the configured limit."""
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import State, check_text, current_model, require_api_key
-from api.errors import ApiError
+from api.errors import ApiError, invalid_field
 from api.schemas import (
     BatchPrediction,
     BatchPredictRequest,
@@ -54,18 +54,12 @@ async def predict_batch(body: BatchPredictRequest, state: State) -> BatchPredict
     texts = body.texts
     settings = state.settings
     if not texts:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "texts is empty: send 1 or more messages",
-            [{"field": "texts", "problem": "is empty"}],
-        )
+        raise invalid_field("texts", "is empty", "texts is empty: send 1 or more messages")
     if len(texts) > settings.max_batch_size:
-        raise ApiError(
-            422,
-            "invalid_request",
+        raise invalid_field(
+            "texts",
+            f"more than {settings.max_batch_size} items",
             f"texts has {len(texts)} items; the maximum is {settings.max_batch_size} (MAX_BATCH_SIZE)",
-            [{"field": "texts", "problem": f"more than {settings.max_batch_size} items"}],
         )
     for i, text in enumerate(texts):
         check_text(text, settings.max_text_length, f"texts[{i}]")
