@@ -1,9 +1,17 @@
-"""The `spamfilter` command: project tasks that are not DVC stages."""
+"""The `spamfilter` command: project tasks that are not DVC stages.
+
+Handlers parse arguments, call the library and print. Each imports the library modules it needs
+inside itself: `spamfilter --help` and the light commands then start in a fraction of a second,
+while the registry commands pay for mlflow and the monitor for scikit-learn only when they run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +25,6 @@ if TYPE_CHECKING:  # argparse names no public type for it, and the class is not 
 
 def _github_output() -> Path | None:
     """The step-output file GitHub Actions names in `GITHUB_OUTPUT` (None outside Actions)."""
-    import os
 
     value = os.environ.get("GITHUB_OUTPUT")
     return Path(value) if value else None
@@ -48,7 +55,6 @@ def _gate(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    import os
 
     from spamfilter.registry import audit, release
 
@@ -67,7 +73,6 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    import os
 
     from spamfilter.registry import audit, tracking
 
@@ -80,7 +85,6 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    import json
 
     from spamfilter.registry import audit, tracking
 
@@ -94,7 +98,6 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import os
 
     from spamfilter.registry import release
 
@@ -176,8 +179,6 @@ def _feed(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    import os
-    from datetime import UTC, datetime
 
     from spamfilter.config import load_params
     from spamfilter.monitoring import monitor, rendering

@@ -7,6 +7,7 @@ settings DVC uses) and the failure is told in one sentence naming the remote and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,7 @@ class S3Remote:
 
 def remote_config(repo_root: Path, name: str | None) -> tuple[str, dict[str, Any]]:
     """The named (or default) remote's merged config (repo, `--local`, global), as DVC sees it."""
-    from dvc.repo import Repo
+    from dvc.repo import Repo  # dvc's API takes ~1 s to import: only when a remote is read
 
     with Repo(str(repo_root)) as repo:
         config = repo.config
@@ -68,7 +69,7 @@ def s3_remote(name: str, config: dict[str, Any], environ: dict[str, str]) -> S3R
 
 def diagnose_s3(remote: S3Remote, timeout: float = 5.0) -> str | None:
     """Probe the bucket; None when it is reachable and usable, else what is wrong and what to set."""
-    import boto3
+    import boto3  # boto3 and botocore are slow to import: only when probing an S3 remote
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
@@ -124,7 +125,6 @@ def _dvc(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def dvc_json(repo_root: Path, *args: str) -> Any:
     """The JSON a `dvc … --json` command prints (e.g. `metrics diff main --all`); a failing command
     is a SpamfilterError naming it, with DVC's last line."""
-    import json
 
     result = _dvc(repo_root, *args, "--json")
     said = (result.stderr or result.stdout).strip().splitlines()

@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.engine import make_url
 
 from spamfilter import files
 from spamfilter.config import MonitorParams
 from spamfilter.data import corpus
 from spamfilter.errors import DataError
 from spamfilter.labels import LABELS
+from spamfilter.modeling.pipeline import model_threshold, predict_labels, spam_probability
 from spamfilter.monitoring import decision, predlog, rendering
 from spamfilter.monitoring.profile import PROFILE_STAGE_HINT, reference_from_profile
+from spamfilter.registry.loading import load_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,6 @@ class WindowRows:
 
 
 def _sqlite_file_missing(url: str) -> bool:
-    from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     database = parsed.database
@@ -127,8 +129,6 @@ def read_profile(path: Path) -> decision.Reference:
 
 def score_missing(rows: WindowRows, model_source: Path) -> float:
     """Score the rows that have text but no score (batches) with the champion; its threshold."""
-    from spamfilter.modeling.pipeline import model_threshold, predict_labels, spam_probability
-    from spamfilter.registry.loading import load_pipeline
 
     todo = [i for i, s in enumerate(rows.scores) if s is None]
     if not todo:

@@ -15,15 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from spamfilter import files
 from spamfilter.config import GateParams, Params, Settings, result_params
-from spamfilter.data import corpus
+from spamfilter.data import corpus, storage
 from spamfilter.errors import DataError, ModelUnavailableError, RegistryError, TrackingError
 from spamfilter.modeling import metrics
 from spamfilter.modeling.pipeline import model_threshold, spam_probability
@@ -61,7 +64,7 @@ def run_gate(
 ) -> gate.GateReport:
     """Judge the challenger against the champion on `test_path`. Touches no alias: errors (no
     challenger, store unreachable, challenger unloadable) raise; a verdict either way returns."""
-    from spamfilter.registry import tracking
+    from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
     texts, truth, sha256 = read_held_out(test_path)
     challenger = tracking.get_version(settings, challenger_ref)
@@ -136,7 +139,7 @@ def write_gate_outputs(report: gate.GateReport, report_path: Path, github_output
 def record_verdict(settings: Settings, report: gate.GateReport) -> None:
     """Tag the judged version with the verdict, so the registry shows rejected challengers too
     (not when it is already the champion: its tags keep the verdict that promoted it)."""
-    from spamfilter.registry import tracking
+    from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
     if report.champion is not None and report.champion.version == report.challenger.version:
         return
@@ -153,7 +156,6 @@ def record_verdict(settings: Settings, report: gate.GateReport) -> None:
 
 
 def read_gate_report(path: Path) -> gate.GateReport:
-    from pydantic import ValidationError
 
     try:
         return gate.GateReport.model_validate_json(path.read_text(encoding="utf-8"))
@@ -169,7 +171,7 @@ def promote_from_report(
 ) -> audit.PromotionRecord | None:
     """Promote the version a gate report judged, if the gate passed it. None when the gate rejected
     and `if_passed`; a rejected verdict is otherwise an error. `champion` is untouched unless promoted."""
-    from spamfilter.registry import tracking
+    from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
     report = read_gate_report(report_path)
     if report.registered_model != settings.registered_model:
@@ -194,7 +196,7 @@ def promote_from_report(
 
 def export_bundle(settings: Settings, ref: str, destination: Path) -> bundle.BundleMetadata:
     """Write the version named by `ref` (alias or number) as a serving bundle at `destination`."""
-    from spamfilter.registry import tracking
+    from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
     version = tracking.registered_version(tracking.get_version(settings, ref).uri, settings)
     alias = None if ref.removeprefix("v").isdigit() else ref
@@ -241,9 +243,6 @@ def write_pr_report(
 ) -> list[str]:
     """Write the pull-request report (`spamfilter report`) to `out`: DVC's metrics and params diff
     against `base`, the plots, the gate's verdict against the champion bundle. Returns the changed metrics."""
-    import os
-
-    from spamfilter.data import storage
 
     metrics_diff = storage.dvc_json(Path.cwd(), "metrics", "diff", base, "--all")
     params_diff = storage.dvc_json(Path.cwd(), "params", "diff", base)
@@ -286,7 +285,7 @@ def record_evaluation(
     """The `evaluate` stage's registry side: find the version `train` registered for this model (by its
     md5), add the held-out metrics and reports to its run, tag it with its lineage and make it the
     `challenger` the gate judges. `champion` is the gate's to move."""
-    from spamfilter.registry import tracking
+    from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
     version = tracking.find_trained_version(settings, model_md5)
     tracking.log_evaluation(

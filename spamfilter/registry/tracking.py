@@ -7,14 +7,23 @@ experiment, model flavour, signature, registration) stays here.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import importlib.metadata
 import logging
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import mlflow
+import mlflow.artifacts
 import mlflow.sklearn
 import pandas as pd
+import requests
+import sqlalchemy.exc
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -23,7 +32,7 @@ import spamfilter
 from spamfilter.config import Settings
 from spamfilter.errors import ModelUnavailableError, RegistryError, TrackingError
 from spamfilter.registry.audit import PromotionRecord, rollback_target
-from spamfilter.registry.versions import LINEAGE_TAGS, ModelVersion, parse_models_uri
+from spamfilter.registry.versions import LINEAGE_TAGS, MODEL_MD5_TAG, ModelVersion, parse_models_uri
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +70,8 @@ def _stringify(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _pip_requirements() -> list[str]:
-    from importlib.metadata import version
 
-    return [f"{package}=={version(package)}" for package in SERVING_PACKAGES]
+    return [f"{package}=={importlib.metadata.version(package)}" for package in SERVING_PACKAGES]
 
 
 def _model_kwargs(model: Any, input_example: Sequence[str]) -> dict[str, Any]:
@@ -135,7 +143,6 @@ def find_trained_version(settings: Settings, model_md5: str) -> ModelVersion:
     """The registered version whose training run logged the model with this md5 (the newest, if a
     retrain produced the same model again): how `evaluate` finds what `train` registered without a
     run id in a DVC output."""
-    from spamfilter.registry.versions import MODEL_MD5_TAG
 
     _use_experiment(settings)
     with _store_errors(settings, f"looking up the training run of model md5 {model_md5}"):
@@ -218,7 +225,6 @@ def registered_version(uri: str, settings: Settings | None = None) -> ModelVersi
 
 def _with_run(client: MlflowClient, version: ModelVersion) -> ModelVersion:
     """The version with its training run's held-out metrics, tags, params and start time."""
-    from dataclasses import replace
 
     if not version.run_id:
         return version
@@ -251,8 +257,6 @@ def _client(settings: Settings) -> MlflowClient:
 @contextlib.contextmanager
 def _store_errors(settings: Settings, doing: str) -> Iterator[None]:
     """Turn a failing or unreachable tracking store into one clear TrackingError."""
-    import requests
-    import sqlalchemy.exc
 
     try:
         yield
@@ -285,7 +289,6 @@ def _ref(found: Any) -> ModelVersion:
 
 
 def _iso_from_ms(milliseconds: int) -> str:
-    from datetime import UTC, datetime
 
     return datetime.fromtimestamp(milliseconds / 1000, UTC).isoformat()
 
@@ -360,7 +363,6 @@ def load_version(settings: Settings, ref: ModelVersion) -> Any:
 
 def download_version(settings: Settings, ref: ModelVersion, destination: Path) -> Path:
     """Copy a version's MLflow model directory (MLmodel, model.pkl, code/, …) into `destination`."""
-    import mlflow.artifacts
 
     destination.mkdir(parents=True, exist_ok=True)
     with _store_errors(settings, f"downloading {ref.uri}"):
@@ -372,7 +374,6 @@ def download_version(settings: Settings, ref: ModelVersion, destination: Path) -
 
 def _lock_file(tracking_uri: str) -> Path | None:
     """Where the promotion lock lives for a local store; None for a tracking server."""
-    from urllib.parse import unquote, urlparse
 
     if tracking_uri.startswith("sqlite:///"):
         database = Path(unquote(tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]))
@@ -389,8 +390,6 @@ def _promotion_lock(settings: Settings) -> Iterator[None]:
     """Serialise alias changes on one store: an exclusive file lock beside a local store. A tracking
     server has no lock API; there the compare-and-set in `promote` still refuses a stale verdict,
     and CI must run promotions one at a time (a GitHub Actions `concurrency` group)."""
-    import fcntl
-    import time
 
     path = _lock_file(settings.mlflow_tracking_uri)
     if path is None:
@@ -439,7 +438,6 @@ def _switch_champion(
     client: MlflowClient, name: str, version: str, previous: str | None, record_fields: Mapping[str, Any]
 ) -> PromotionRecord:
     """Move `champion` to `version` and append the audit record; put the alias back if recording fails."""
-    from datetime import UTC, datetime
 
     records = _audit_records(client, name)
     record = PromotionRecord(
