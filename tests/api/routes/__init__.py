@@ -1,0 +1,1 @@
+"""In-process route tests of the API (FastAPI's TestClient): one module per module of api/routes/."""
