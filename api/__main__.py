@@ -2,7 +2,8 @@
 
 Runs uvicorn (uvloop, httptools) with WORKERS processes on HOST:PORT. Before the workers start
 it makes the run directory they share (reload signal, Prometheus multiprocess files) and
-creates the prediction-log tables once, so workers do not race to create them.
+creates the prediction-log tables once, so workers do not race to create them (when the database
+is down then, the server starts all the same and each worker's log writer creates them later).
 """
 
 from __future__ import annotations
@@ -41,9 +42,14 @@ def main() -> int:
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     if settings.prediction_log_url:
+        from sqlalchemy.exc import SQLAlchemyError
+
         from api.prediction_log import open_log
 
-        open_log(settings.prediction_log_url).dispose()
+        try:
+            open_log(settings.prediction_log_url).dispose()
+        except SQLAlchemyError as exc:
+            print(f"warning: prediction log unreachable at start-up; serving, and retrying it: {exc}", file=sys.stderr)
     try:
         uvicorn.run(
             "api.main:create_app",

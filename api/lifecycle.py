@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from api.deps import AppState
 from api.metrics import multiprocess_dir
 from api.model_holder import ReloadOutcome
-from api.prediction_log import PredictionLogWriter, open_log
+from api.prediction_log import PredictionLogWriter, log_engine
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.api
     settings = state.settings
     if settings.prediction_log_url:
-        engine = await asyncio.to_thread(open_log, settings.prediction_log_url)
+        # Not connected yet: a database that is down now is retried by the writer, never fatal.
         state.writer = PredictionLogWriter(
-            engine,
+            log_engine(settings.prediction_log_url),
             log_text=settings.log_text,
             flush_interval=settings.prediction_log_flush_interval,
             max_batch=settings.prediction_log_max_batch,

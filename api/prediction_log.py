@@ -4,6 +4,8 @@ Requests only append a record to an in-memory queue; a writer thread inserts wha
 accumulated every `flush_interval` seconds (or sooner when a batch fills) in one transaction,
 off the request path. When the database is unreachable, records wait, up to `max_pending`;
 beyond that the oldest are dropped and counted, so a dead database never takes the service down.
+That holds at start-up too: the writer starts without a connection and creates the tables on its
+first successful flush, so a database that is down when the server starts is retried, not fatal.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from spamfilter.monitoring import predlog
@@ -37,23 +39,38 @@ def _sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
-def open_log(url: str, attempts: int = 5) -> Engine:
-    """Connect (creating the tables if missing); retried, since several workers start at once."""
-    for attempt in range(1, attempts + 1):
-        try:
-            engine = predlog.connect(url)
-            break
-        except SQLAlchemyError:
-            if attempt == attempts:
-                raise
-            time.sleep(0.2 * attempt)
+def log_engine(url: str) -> Engine:
+    """An engine for the log, not yet connected (SQLAlchemy connects on first use), with the SQLite
+    pragmas set on each connection. A malformed URL raises here; an unreachable database does not."""
+    engine = create_engine(url, future=True)
     if engine.dialect.name == "sqlite":
         _sqlite_pragmas(engine)
-        engine.dispose()  # reconnect with the pragmas
     return engine
 
 
+def open_log(url: str, attempts: int = 5) -> Engine:
+    """Connect and create the tables if missing; retried, since several workers start at once.
+    Raises the last SQLAlchemyError when the database stays unreachable."""
+    engine = log_engine(url)
+    attempt = 1
+    while True:
+        try:
+            predlog.metadata.create_all(engine)
+            return engine
+        except SQLAlchemyError:
+            if attempt >= attempts:
+                engine.dispose()
+                raise
+            time.sleep(0.2 * attempt)
+            attempt += 1
+
+
 class PredictionLogWriter:
+    """Queues predictions and writes them from a background thread; see the module docstring.
+
+    `connected` is False from a failed write until the next one succeeds (`last_error` says why):
+    the service keeps answering meanwhile, and the queued records wait for the database."""
+
     def __init__(
         self,
         engine: Engine,
@@ -76,6 +93,9 @@ class PredictionLogWriter:
         self._thread: threading.Thread | None = None
         self._on_written = on_written
         self._on_dropped = on_dropped
+        self._tables_ready = False
+        self.connected = False
+        self.last_error: str | None = None
         self.written = 0
         self.dropped = 0
         self.failures = 0
@@ -94,10 +114,8 @@ class PredictionLogWriter:
         )
         pending = self._pending
         with self._lock:
-            if len(pending) == pending.maxlen:
-                self.dropped += 1
-                if self._on_dropped:
-                    self._on_dropped(1)
+            if len(pending) == pending.maxlen:  # append drops the oldest record
+                self._count_dropped(1)
             pending.append(record)
             full = len(pending) >= self.max_batch
         if full:
@@ -108,43 +126,81 @@ class PredictionLogWriter:
         with self._lock:
             return {record.id for record in self._pending}
 
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        self.flush()  # creates the tables now, not one interval later
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             self.flush()
 
+    def _count_dropped(self, count: int) -> None:
+        self.dropped += count
+        if self._on_dropped:
+            self._on_dropped(count)
+
+    def _failed(self, doing: str, exc: SQLAlchemyError) -> None:
+        self.failures += 1
+        message = f"{doing}: {type(exc).__name__}: {exc}".splitlines()[0]
+        if self.connected or self.last_error is None:  # once per outage, not on every retry
+            log.warning(
+                "prediction log unreachable, serving on and retrying every %.1f s (%d records waiting): %s",
+                self.flush_interval,
+                self.pending_count(),
+                message,
+            )
+        self.connected = False
+        self.last_error = message
+
     def flush(self) -> int:
-        """Write everything queued so far; returns how many rows were written."""
+        """Write everything queued so far; returns how many rows were written.
+
+        On a database error the batch goes back to the front of the queue, in order, and the next
+        flush retries it; where the queue is full meanwhile, the oldest records are dropped."""
         written = 0
         with self._flush_lock:
+            if not self._tables_ready:
+                try:
+                    predlog.metadata.create_all(self.engine)
+                except SQLAlchemyError as exc:
+                    self._failed("creating the tables", exc)
+                    return 0
+                self._tables_ready = True
             while True:
                 with self._lock:
                     batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
                 if not batch:
-                    return written
+                    break
                 try:
                     predlog.insert_predictions(self.engine, batch)
                 except SQLAlchemyError as exc:
-                    self.failures += 1
-                    log.warning("prediction log: writing %d rows failed (will retry): %s", len(batch), exc)
-                    with self._lock:  # back to the front, in order; what no longer fits is dropped
-                        overflow = len(batch) + len(self._pending) - (self._pending.maxlen or 0)
-                        self._pending.extendleft(reversed(batch))
-                    if overflow > 0:
-                        self.dropped += overflow
-                        if self._on_dropped:
-                            self._on_dropped(overflow)
+                    with self._lock:
+                        room = (self._pending.maxlen or 0) - len(self._pending)
+                        overflow = max(len(batch) - room, 0)
+                        # The batch is older than anything queued since: its head goes first.
+                        self._pending.extendleft(reversed(batch[overflow:]))
+                        if overflow:
+                            self._count_dropped(overflow)
+                    self._failed(f"writing {len(batch)} rows", exc)
                     return written
                 written += len(batch)
                 self.written += len(batch)
                 if self._on_written:
                     self._on_written(len(batch))
                 time.sleep(0)  # hand the GIL to the event loop between batches
+        if not self.connected:
+            if self.last_error is not None:
+                log.info("prediction log reachable again: %d rows written", written)
+            self.connected = True
+            self.last_error = None
+        return written
 
     def stop(self) -> None:
         self._stop.set()
@@ -152,9 +208,14 @@ class PredictionLogWriter:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()
+        lost = self.pending_count()
+        if lost:
+            log.error("prediction log: %d records not written at shutdown: %s", lost, self.last_error)
         self.engine.dispose()
 
     def prediction_exists(self, prediction_id: str) -> bool:
+        if not self._tables_ready:
+            self.flush()  # the tables may not exist yet; a database still down raises below
         with self.engine.connect() as connection:
             found = connection.execute(
                 select(predlog.predictions.c.id).where(predlog.predictions.c.id == prediction_id)

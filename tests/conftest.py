@@ -283,3 +283,27 @@ def s3_server_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Serve
     """An S3 server that accepts any credentials (and so serves presigned URLs)."""
     with running_s3_server(tmp_path_factory.mktemp("moto-open") / "moto.log", authenticate=False) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL 15 (Debian's binaries) on a Unix socket, for the session; CI must have it."""
+    from tests import postgres_server as pg
+
+    reason = pg.missing_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI tests the prediction log on a real PostgreSQL")
+        pytest.skip(reason)
+    server = pg.start_server()
+    yield server
+    pg.remove_server(server)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: Any) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL server."""
+    if not postgres_server.running():  # a test that stopped it failed before starting it again
+        postgres_server.start()
+    url: str = postgres_server.new_database()
+    return url
