@@ -4,6 +4,9 @@ cache and MLflow store):
   cold `dvc repro` of all four stages (target <= 30 s on 2 cores)
   no-op `dvc repro` (target <= 3 s)
 
+Each figure is the median over all its runs (three no-op repros per fresh copy), never the minimum:
+the minimum reports the luckiest run, not what a user waits for.
+
     python bench/pipeline.py [--corpus PATH] [--repeats 3]
 """
 
@@ -20,6 +23,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.conftest import SHARED_CORPUS, Project, make_project  # noqa: E402 - the same isolated copy the tests use
+
+NOOP_PER_COPY = 3
 
 
 def timed(project: Project, *args: str) -> float:
@@ -40,14 +45,19 @@ def main() -> int:
             project = make_project(Path(tmp) / "repo", {"SPAM_DATA": str(args.corpus)})
             project.spamfilter("data")
             cold_times.append(timed(project, "repro"))
-            noop_times.append(min(timed(project, "repro") for _ in range(3)))
-        print(f"run: cold {cold_times[-1]:.1f} s, no-op {noop_times[-1]:.2f} s", flush=True)
+            noop_times.extend(timed(project, "repro") for _ in range(NOOP_PER_COPY))
+        print(
+            f"run: cold {cold_times[-1]:.1f} s, no-op {', '.join(f'{t:.2f}' for t in noop_times[-NOOP_PER_COPY:])} s",
+            flush=True,
+        )
 
     cold, noop = statistics.median(cold_times), statistics.median(noop_times)
     print(
         f"cold dvc repro (4 stages, real corpus): median {cold:.1f} s over {args.repeats} runs (target <= 30 s): {'PASS' if cold <= 30 else 'FAIL'}"
     )
-    print(f"no-op dvc repro: median {noop:.2f} s (target <= 3 s): {'PASS' if noop <= 3 else 'FAIL'}")
+    print(
+        f"no-op dvc repro: median {noop:.2f} s over {len(noop_times)} runs (target <= 3 s): {'PASS' if noop <= 3 else 'FAIL'}"
+    )
     return 0
 
 
