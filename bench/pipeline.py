@@ -39,7 +39,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    cold_times, noop_times = [], []
+    cold_times: list[float] = []
+    noop_times: list[float] = []
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             project = make_project(Path(tmp) / "repo", {"SPAM_DATA": str(args.corpus)})
