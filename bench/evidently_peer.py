@@ -1,6 +1,10 @@
 """Evidently's DataDriftPreset on the windows `bench/monitor.py` writes: run by a separate venv that has
-Evidently installed (it is not a project dependency). Prints, as JSON on stdout, per case: the share of
-windows in which Evidently found any column drifted, and how often each column drifted.
+Evidently installed (it is not a project dependency). Prints, as JSON on stdout, per case: how many
+windows, the share in which Evidently found any column drifted, and how often each column drifted.
+
+The request holds groups (one per rotation of bench/monitor.py), each a reference table and its
+windows per case; every window is compared with its own group's reference. The columns are the ones
+our monitor checks: text, length (of the text), score, predicted (label), label (the true one).
 
 Usage (from bench/monitor.py): <venv>/bin/python bench/evidently_peer.py windows.json
 """
@@ -12,15 +16,21 @@ import sys
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report, __version__
 from evidently.presets import DataDriftPreset
 
-COLUMNS = ("text", "score", "predicted")
+COLUMNS = ("text", "length", "score", "predicted", "label")
+COLUMN_KINDS = {
+    "text_columns": ["text"],
+    "numerical_columns": ["length", "score"],
+    "categorical_columns": ["predicted", "label"],
+}
 
 
-def drifted_columns(snapshot: dict) -> tuple[int, list[str]]:
+def drifted_columns(snapshot: dict[str, Any]) -> tuple[int, list[str]]:
     """Evidently's count of drifted columns, and which: a p-value method drifts below its threshold, a
     distance method (used when the reference has more than 1,000 rows) at or above it; the text column's
     verdict (a domain classifier against a percentile) is what the count leaves over."""
@@ -40,23 +50,31 @@ def drifted_columns(snapshot: dict) -> tuple[int, list[str]]:
 def main() -> int:
     warnings.filterwarnings("ignore")
     request = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
-    definition = DataDefinition(text_columns=["text"], numerical_columns=["score"], categorical_columns=["predicted"])
-    reference = Dataset.from_pandas(pd.DataFrame(request["reference"]), data_definition=definition)
-    results: dict[str, object] = {"version": __version__}
-    for case, windows in request["windows"].items():
-        alarms = 0
-        columns: Counter[str] = Counter()
-        for rows in windows:
-            current = Dataset.from_pandas(pd.DataFrame(rows), data_definition=definition)
-            snapshot = Report([DataDriftPreset()]).run(current, reference).dict()
-            count, names = drifted_columns(snapshot)
-            alarms += count > 0
-            columns.update(names)
-        results[case] = {
-            "alarm_rate": alarms / len(windows),
-            "columns": {name: f"{columns[name] / len(windows):.0%}" for name in COLUMNS if columns[name]},
+    definition = DataDefinition(**COLUMN_KINDS)
+    windows: Counter[str] = Counter()
+    alarms: Counter[str] = Counter()
+    columns: dict[str, Counter[str]] = {}
+    for group in request["groups"]:
+        reference = Dataset.from_pandas(pd.DataFrame(group["reference"]), data_definition=definition)
+        for case, tables in group["windows"].items():
+            columns.setdefault(case, Counter())
+            for rows in tables:
+                current = Dataset.from_pandas(pd.DataFrame(rows), data_definition=definition)
+                snapshot = Report([DataDriftPreset()]).run(current, reference).dict()
+                count, names = drifted_columns(snapshot)
+                windows[case] += 1
+                alarms[case] += count > 0
+                columns[case].update(names)
+    results = {
+        case: {
+            "windows": windows[case],
+            "alarm_rate": alarms[case] / windows[case],
+            "columns": {name: f"{counts[name] / windows[case]:.0%}" for name in COLUMNS if counts[name]},
         }
-    print(json.dumps(results))
+        for case, counts in columns.items()
+        if windows[case]
+    }
+    print(json.dumps({"version": __version__, "cases": results}))
     return 0
 
 
