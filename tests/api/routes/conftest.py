@@ -100,7 +100,9 @@ def wait_for_first_load(client: TestClient, timeout: float = FIRST_LOAD_TIMEOUT)
 def running(workdir: Path, env: dict[str, str], wait: bool = True) -> Iterator[Service]:
     """The app started (lifespan entered) and, with `wait`, serving a model; shut down on exit."""
     app = build_app(workdir, env)
-    with TestClient(app) as client:
+    # A failure inside the app answers 500 with the JSON error body, as over the wire (the traceback is in the
+    # captured log), instead of being raised into the test.
+    with TestClient(app, raise_server_exceptions=False) as client:
         if wait:
             ready = wait_for_first_load(client)
             assert ready.status_code == 200, f"no model serves: {ready.text}"

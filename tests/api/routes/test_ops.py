@@ -4,6 +4,7 @@ and the JSON errors of paths and methods no route serves."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.api.routes.conftest import (
     error_body,
     metric_families,
     metric_samples,
+    query_log,
     wait_for_first_load,
 )
 
@@ -111,6 +113,21 @@ def test_ready_is_503_failed_when_the_first_load_fails(start_service: StartServi
     assert str(missing) in error["message"]
     assert model.headers["retry-after"] == "1"
     assert health.status_code == 200  # alive, just not ready
+
+
+def writer_threads() -> int:
+    return sum(thread.name == "prediction-log-writer" for thread in threading.enumerate())
+
+
+def test_shutdown_flushes_the_prediction_log_and_stops_its_writer(start_service: StartService) -> None:
+    before = writer_threads()
+    # A flush interval longer than the test: only the shutdown can write the row.
+    with start_service(PREDICTION_LOG_FLUSH_INTERVAL="3600") as service:
+        assert writer_threads() == before + 1
+        prediction_id = service.client.post("/predict", json={"text": SPAM_TEXT}).json()["prediction_id"]
+        assert query_log(service.prediction_log, "SELECT id FROM predictions") == []
+    assert writer_threads() == before
+    assert [row["id"] for row in query_log(service.prediction_log, "SELECT id FROM predictions")] == [prediction_id]
 
 
 # --- /model ---------------------------------------------------------------------------------------------------
