@@ -114,7 +114,7 @@ def codec_for(label: str) -> str | None:
     name = _WHATWG_CODECS.get(label, label)
     try:
         codec = codecs.lookup(name).name
-        b"".decode(codec)  # LookupError for codecs that are not text encodings (base64, zlib, ...)
+        b"a".decode(codec, "replace")  # LookupError for codecs that are not text encodings (base64, zlib, ...)
     except (LookupError, ValueError):  # ValueError: a label with characters lookup rejects (NUL)
         return None
     except UnicodeError:  # the "undefined" codec refuses everything

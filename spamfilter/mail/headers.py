@@ -107,7 +107,7 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
     Display names are unquoted and RFC 2047-decoded; an entry with neither name nor address is left
     out, and a name without an address ("undisclosed recipients") has addr-spec ""."""
     addresses: list[tuple[str, str]] = []
-    words: list[str] = []
+    words: list[tuple[str, bool]] = []  # (text, whether it was a quoted string: a name, never an address)
     comments: list[str] = []
     angle: str | None = None
 
@@ -124,9 +124,10 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
         kind = match.lastgroup
         token = match.group()
         if kind == "word":
-            words.append(token)
+            words.append((token, False))
         elif kind == "quoted":
-            words.append(_QUOTED_PAIR.sub(r"\1", token[1:-1] if token.endswith('"') and len(token) > 1 else token[1:]))
+            inner = token[1:-1] if token.endswith('"') and len(token) > 1 else token[1:]
+            words.append((_QUOTED_PAIR.sub(r"\1", inner), True))
         elif kind == "comment":
             comments.append(_QUOTED_PAIR.sub(r"\1", token[1:-1] if token.endswith(")") else token[1:]).strip())
         elif kind == "angle":
@@ -142,23 +143,24 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
     return addresses
 
 
-def _mailbox(words: list[str], comments: list[str], angle: str | None) -> tuple[str, str]:
+def _mailbox(words: list[tuple[str, bool]], comments: list[str], angle: str | None) -> tuple[str, str]:
     """(display name, addr-spec) of one address-list entry from its words, comments and angle-addr."""
+    texts = [text for text, _ in words]
     if angle is not None:
         address = angle.strip()
         if address.startswith("@") and ":" in address:  # obsolete source route: "@relay,@relay:a@b"
             address = address.partition(":")[2]
         if address[:7].lower() == "mailto:":
             address = address[7:]
-        return " ".join(words or comments).strip(), address.strip()
-    with_at = [index for index, word in enumerate(words) if "@" in word and word != "@"]
+        return " ".join(texts or comments).strip(), address.strip()
+    with_at = [index for index, (text, quoted) in enumerate(words) if not quoted and "@" in text and text != "@"]
     if len(with_at) == 1:  # a display name without angle brackets: "John Doe john@example.com"
-        name = " ".join(words[: with_at[0]] + words[with_at[0] + 1 :])
-        return (name or " ".join(comments)).strip(), words[with_at[0]]
-    joined = "".join(words)
+        name = " ".join(texts[: with_at[0]] + texts[with_at[0] + 1 :])
+        return (name or " ".join(comments)).strip(), texts[with_at[0]]
+    joined = "".join(text for text, quoted in words if not quoted)
     if "@" in joined:  # obsolete spacing ("a @ b"), or words run together
         return " ".join(comments).strip(), joined
-    return " ".join(words or comments).strip(), ""
+    return " ".join(texts or comments).strip(), ""
 
 
 def address_domain(address: str) -> str:

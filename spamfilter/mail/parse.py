@@ -48,7 +48,7 @@ from spamfilter.mail.headers import (
 )
 from spamfilter.mail.html import html_to_text
 from spamfilter.mail.limits import DEFAULT_LIMITS, MailError, MailLimits, params_key
-from spamfilter.mail.transfer import KNOWN_TRANSFER_ENCODINGS, decode_payload, decoded_size
+from spamfilter.mail.transfer import ENCODINGS_TO_UNDO, KNOWN_TRANSFER_ENCODINGS, decode_base64, decoded_size
 from spamfilter.mail.urls import unique, url_domain, urls_in_text, web_link
 
 # Only what a sender controls and a receiving server sees; never the corpus's collection artefacts.
@@ -210,10 +210,11 @@ def _why_not_an_email(data: bytes, start: int) -> str | None:
 
 class _RawHeaders(Compat32):
     """compat32 handing out header values as received (folded, 8-bit bytes as surrogate escapes): this
-    module decodes them itself, once, instead of compat32's Header objects for 8-bit values."""
+    module decodes them itself, once, instead of compat32's Header objects for 8-bit values. The one
+    exception: Content-Transfer-Encoding comes stripped, so that "base64 " is decoded as base64."""
 
     def header_fetch_parse(self, name: str, value: str) -> str:
-        return value
+        return value.strip() if name.lower() == "content-transfer-encoding" else value
 
 
 _POLICY = _RawHeaders()
@@ -378,20 +379,24 @@ def _walk(root: _Part, limits: MailLimits) -> tuple[_Body, list[_Part]]:
         body.depth = max(body.depth, part.depth)
         content_type = _content_type(part)
         body.mime_types.append(content_type)
-        payload = part.get_payload()
-        if isinstance(payload, list):  # multipart/* and message/*: the parts inside, in order
-            pending.extend(child for child in reversed(payload) if isinstance(child, _Part))
+        if part.is_multipart():  # multipart/* and message/*: the parts inside, in order
+            children = part.get_payload()
+            if isinstance(children, list):
+                pending.extend(child for child in reversed(children) if isinstance(child, _Part))
             continue
-        _read_leaf(part, content_type, payload if isinstance(payload, str) else "", limits, body)
+        _read_leaf(part, content_type, limits, body)
     return body, parts
 
 
-def _read_leaf(part: _Part, content_type: str, payload: str, limits: MailLimits, body: _Body) -> None:
+def _read_leaf(part: _Part, content_type: str, limits: MailLimits, body: _Body) -> None:
     """Add one leaf part to `body`: as text if it is body text, else as an attachment (never decoded)."""
-    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    encoding = str(part.get("content-transfer-encoding", "")).lower()
     if encoding not in KNOWN_TRANSFER_ENCODINGS:
         body.defects += 1
-    size = decoded_size(payload, encoding)
+    # The bytes as received (the parser keeps 8-bit bytes as surrogate escapes), or for an encoding
+    # that would have to be undone, the encoded text, whose length bounds the decoded size.
+    received = part.get_payload(decode=True) if encoding not in ENCODINGS_TO_UNDO else None
+    size = len(received) if isinstance(received, bytes) else decoded_size(str(part.get_payload()), encoding)
     body.decoded_bytes += size
     if body.decoded_bytes > limits.max_decoded_bytes:
         raise MailError(
@@ -403,8 +408,14 @@ def _read_leaf(part: _Part, content_type: str, payload: str, limits: MailLimits,
     if not is_body or name or part.get_content_disposition() == "attachment":
         body.attachments.append(Attachment(name, content_type, size))
         return
-    data, encoding_defects = decode_payload(payload, encoding)
-    body.defects += encoding_defects
+    if isinstance(received, bytes):
+        data = received
+    elif encoding == "base64":  # repaired here: the email package gives up on a stray last character
+        data, repaired = decode_base64(str(part.get_payload()))
+        body.defects += repaired
+    else:  # quoted-printable, uuencode: the email package decodes leniently, counting defects on the part
+        decoded = part.get_payload(decode=True)
+        data = decoded if isinstance(decoded, bytes) else b""
     charset = part.get_content_charset()
     is_html = content_type == "text/html"
     if is_html and charset is None:

@@ -1,9 +1,8 @@
-"""Transfer encodings undone leniently: base64, quoted-printable and uuencode bodies, RFC 2047 B and Q
-words, and the decoded size of a part estimated without decoding it.
+"""Transfer encodings: which ones there are, RFC 2047 B and Q words undone leniently, and the decoded
+size of a part estimated without decoding it.
 
-Payloads arrive as the parser keeps them: str, with 8-bit bytes as surrogate escapes. Broken encodings
-(missing padding, stray characters, truncated uuencode lines) are repaired where the intent is clear
-and reported as defects; nothing here raises.
+Bodies are decoded by the email package (`Message.get_payload(decode=True)`, lenient, its repairs
+recorded as the part's defects); encoded words in headers are decoded here. Nothing here raises.
 """
 
 from __future__ import annotations
@@ -14,34 +13,18 @@ import re
 KNOWN_TRANSFER_ENCODINGS = frozenset(
     {"", "7bit", "8bit", "binary", "quoted-printable", "base64", "x-uuencode", "uuencode", "uue", "x-uue"}
 )
-_UUENCODE = frozenset({"x-uuencode", "uuencode", "uue", "x-uue"})
+# The encodings whose decoding is work (and which a part's size must be estimated for, not read).
+ENCODINGS_TO_UNDO = frozenset({"quoted-printable", "base64", "x-uuencode", "uuencode", "uue", "x-uue"})
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
 
 
-def payload_bytes(payload: str) -> bytes:
-    """A payload as the bytes it was received as."""
-    return payload.encode("utf-8", "surrogateescape")
-
-
-def decoded_size(payload: str, encoding: str) -> int:
-    """Decoded size of a payload from its encoded length, without decoding: exact for 7bit, 8bit and
-    binary, within two bytes for base64, an upper bound for quoted-printable and uuencode."""
+def decoded_size(encoded: str, encoding: str) -> int:
+    """Decoded size of an encoded payload from its length, without decoding: within two bytes for
+    base64, an upper bound for quoted-printable and uuencode."""
     if encoding == "base64":
-        ignored = sum(payload.count(character) for character in "\n\r \t=")
-        return (len(payload) - ignored) * 3 // 4
-    return len(payload)
-
-
-def decode_payload(payload: str, encoding: str) -> tuple[bytes, int]:
-    """The bytes a payload encodes under its Content-Transfer-Encoding (lower-cased, stripped), and the
-    defects found in the encoding; an unknown encoding leaves the bytes as they are."""
-    if encoding == "base64":
-        return decode_base64(payload)
-    if encoding == "quoted-printable":
-        return binascii.a2b_qp(payload_bytes(payload)), 0
-    if encoding in _UUENCODE:
-        return _decode_uuencode(payload_bytes(payload))
-    return payload_bytes(payload), 0
+        ignored = sum(encoded.count(character) for character in "\n\r \t=")
+        return (len(encoded) - ignored) * 3 // 4
+    return len(encoded)
 
 
 def decode_base64(text: str) -> tuple[bytes, int]:
@@ -57,27 +40,4 @@ def decode_base64(text: str) -> tuple[bytes, int]:
 
 def decode_q_word(text: str) -> bytes:
     """The text of an RFC 2047 Q-encoded word as bytes ("_" is a space)."""
-    return binascii.a2b_qp(payload_bytes(text), header=True)
-
-
-def _decode_uuencode(data: bytes) -> tuple[bytes, int]:
-    """The bytes of a uuencoded body (between its `begin` and `end` lines), and the defects found."""
-    decoded = bytearray()
-    defects = 0
-    inside = False
-    for line in data.splitlines():
-        if not inside:
-            inside = line.startswith(b"begin ")
-            continue
-        if line.strip() == b"end":
-            break
-        try:
-            decoded += binascii.a2b_uu(line)
-        except binascii.Error:
-            # Some encoders pad lines past their length byte: decode only what it announces.
-            announced = (((line[0] - 32) & 63) * 4 + 5) // 3 if line else 0
-            try:
-                decoded += binascii.a2b_uu(line[:announced])
-            except binascii.Error:
-                defects += 1
-    return bytes(decoded), defects + (0 if inside else 1)
+    return binascii.a2b_qp(text.encode("utf-8", "surrogateescape"), header=True)

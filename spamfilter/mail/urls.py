@@ -61,7 +61,9 @@ def urls_in_text(text: str) -> list[str]:
         if run is None:
             continue
         covered = run.end()
-        found.append(_trim(run.group()))
+        url = _trim(run.group())
+        if url_domain(url):
+            found.append(url)
     return found
 
 
