@@ -10,11 +10,16 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-# Raw data: a file you name, else the shared copy beside the checkout (if any), else DVC remote / UCI download.
+# Raw data: a file you name, else the shared copy beside the checkout (if any), else DVC remote / download.
 SPAM_DATA ?= $(wildcard $(CURDIR)/../shared/data/sms_spam_collection.tsv)
 ifneq ($(strip $(SPAM_DATA)),)
 export SPAM_DATA
 endif
+
+# The channels params.yaml configures (sms, email); CHANNEL=… picks one for the per-channel targets.
+CHANNELS = $(shell $(BIN)/spamfilter channels 2>/dev/null || echo sms)
+CHANNEL ?=
+channel_arg = $(if $(CHANNEL),--channel $(CHANNEL))
 
 MLFLOW_TRACKING_URI ?= sqlite:///mlflow.db
 export MLFLOW_TRACKING_URI
@@ -42,8 +47,8 @@ setup: $(VENV)/.runtime ## Create .venv and install the runtime dependencies and
 setup-dev: $(VENV)/.dev ## setup + test and lint tools
 
 .PHONY: data
-data: setup ## Obtain the raw corpus into data/raw (SPAM_DATA file, else dvc pull, else UCI download, sha256-checked)
-	$(BIN)/spamfilter data
+data: setup ## Obtain every channel's raw corpus into data/raw/<channel> (SPAM_DATA / SPAM_EMAIL_DATA, shared copy, dvc pull, verified download)
+	@for channel in $(CHANNELS); do $(BIN)/spamfilter data --channel $$channel || exit 1; done
 
 REPRO_ARGS ?=
 
@@ -52,15 +57,17 @@ repro: setup ## Run the DVC pipeline (only what changed; REPRO_ARGS=--pull fetch
 	$(BIN)/dvc repro $(REPRO_ARGS)
 
 .PHONY: run
-run: data repro ## Set up, run the pipeline, gate the new model, promote it if it wins, export the champion's bundle
-	@$(BIN)/spamfilter gate
-	@$(BIN)/spamfilter promote --if-passed
-	@$(BIN)/spamfilter export --out $(BUNDLE)
+run: data repro ## Set up, run the pipeline, then per channel: gate the new model, promote it if it wins, export the champion's bundle
+	@for channel in $(CHANNELS); do \
+	  $(BIN)/spamfilter gate --channel $$channel && \
+	  $(BIN)/spamfilter promote --channel $$channel --if-passed && \
+	  $(BIN)/spamfilter export --channel $$channel --out $(BUNDLE)/$$channel || exit 1; \
+	done
 	@echo
-	@$(BIN)/spamfilter summary --bundle $(BUNDLE)
-	@echo "MLflow runs: $(MLFLOW_TRACKING_URI) (make mlflow-ui); champion history: make history"
+	@for channel in $(CHANNELS); do $(BIN)/spamfilter summary --channel $$channel --bundle $(BUNDLE)/$$channel; done
+	@echo "MLflow runs: $(MLFLOW_TRACKING_URI) (make mlflow-ui); champion history: make history CHANNEL=<channel>"
 
-# Registry (README "Registry, gate and promotion"): gate → promote → export; rollback; history.
+# Registry (README "Registry, gate and promotion"): gate → promote → export; rollback; history. CHANNEL=sms|email.
 BUNDLE ?= bundle
 GATE_ARGS ?=
 REASON ?=
@@ -69,24 +76,24 @@ VERSION ?=
 ALIAS ?=
 
 .PHONY: gate
-gate: setup ## Score challenger and champion on the held-out split; verdict in reports/gate.json (GATE_ARGS=)
-	$(BIN)/spamfilter gate $(GATE_ARGS)
+gate: setup ## Score challenger and champion on the held-out split; verdict in reports/<channel>/gate.json (CHANNEL= GATE_ARGS=)
+	$(BIN)/spamfilter gate $(channel_arg) $(GATE_ARGS)
 
 .PHONY: promote
 promote: setup ## Move `champion` to the challenger the last gate passed (REASON="why")
-	$(BIN)/spamfilter promote $(if $(REASON),--reason "$(REASON)")
+	$(BIN)/spamfilter promote $(channel_arg) $(if $(REASON),--reason "$(REASON)")
 
 .PHONY: rollback
 rollback: setup ## Move `champion` back to the previous champion (TO=<version> REASON="why")
-	$(BIN)/spamfilter rollback $(if $(TO),--to $(TO)) $(if $(REASON),--reason "$(REASON)")
+	$(BIN)/spamfilter rollback $(channel_arg) $(if $(TO),--to $(TO)) $(if $(REASON),--reason "$(REASON)")
 
 .PHONY: history
 history: setup ## List the promotions and rollbacks of `champion` (who, when, why)
-	$(BIN)/spamfilter history
+	$(BIN)/spamfilter history $(channel_arg)
 
 .PHONY: export
-export: setup ## Write the champion (or VERSION=<n> / ALIAS=<alias>) as a serving bundle in $(BUNDLE)/
-	$(BIN)/spamfilter export --out $(BUNDLE) $(if $(VERSION),--version $(VERSION),$(if $(ALIAS),--alias $(ALIAS)))
+export: setup ## Write the champion (or VERSION=<n> / ALIAS=<alias>) of CHANNEL as a serving bundle in $(BUNDLE)/<channel>/
+	$(BIN)/spamfilter export $(channel_arg) $(if $(CHANNEL),--out $(BUNDLE)/$(CHANNEL)) $(if $(VERSION),--version $(VERSION),$(if $(ALIAS),--alias $(ALIAS)))
 
 # Debian packages the tests and benchmarks use: the page test drives chromium through chromedriver,
 # bench-serve loads the API with wrk. Installed when missing and we may (root with apt-get).
@@ -134,7 +141,7 @@ bench-serve: setup-dev ## Benchmark the API against `mlflow models serve` (needs
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_BENCH_PACKAGES); }
 	$(PY) bench/serve.py
 
-# Monitoring drills: `make feed FEED_DRIFT=new_campaign`, then `make monitor MONITOR_ARGS="--batch data/new"`.
+# Monitoring drills: `make feed FEED_DRIFT=new_campaign`, then `make monitor MONITOR_ARGS="--batch data/new/sms"`.
 FEED_N ?= 100
 FEED_DRIFT ?= none
 FEED_STRENGTH ?=
@@ -142,12 +149,12 @@ MONITOR_ARGS ?=
 EVIDENTLY_VENV ?=
 
 .PHONY: feed
-feed: setup ## Sample a labelled batch into data/new/ (FEED_N=100 FEED_DRIFT=none|spam_surge|new_campaign|length_shift|vocab_shift FEED_STRENGTH=)
-	$(BIN)/spamfilter feed --n $(FEED_N) --drift $(FEED_DRIFT) $(if $(FEED_STRENGTH),--strength $(FEED_STRENGTH))
+feed: setup ## Sample a labelled SMS batch into data/new/sms/ (FEED_N=100 FEED_DRIFT=none|spam_surge|new_campaign|length_shift|vocab_shift FEED_STRENGTH=)
+	$(BIN)/spamfilter feed $(channel_arg) --n $(FEED_N) --drift $(FEED_DRIFT) $(if $(FEED_STRENGTH),--strength $(FEED_STRENGTH))
 
 .PHONY: monitor
-monitor: setup ## Check the prediction log (or MONITOR_ARGS="--batch data/new") for drift; print retrain_needed
-	$(BIN)/spamfilter monitor $(MONITOR_ARGS)
+monitor: setup ## Check CHANNEL's prediction log (or MONITOR_ARGS="--batch data/new/<channel>") for drift; print retrain_needed
+	$(BIN)/spamfilter monitor $(channel_arg) $(MONITOR_ARGS)
 
 .PHONY: bench-monitor
 bench-monitor: setup-dev ## Monitor benchmark: false alarms, detection, speed (EVIDENTLY_VENV=<venv> adds Evidently as a peer)
@@ -179,13 +186,13 @@ mlflow-ui: setup ## Open the MLflow UI on the local tracking store (http://127.0
 .PHONY: clean
 clean: ## Remove pipeline outputs, the bundle, caches and the local MLflow store (keeps data/raw, the DVC cache, .venv)
 	find data/processed data/features models -type f ! -name .gitignore -delete 2>/dev/null || true
-	rm -f reports/plots/*.png reports/behavioural.json reports/bad_rows.tsv reports/gate.json reports/monitor.*
+	rm -f reports/*/plots/*.png reports/*/behavioural.json reports/*/bad_rows.tsv reports/*/gate.json reports/*/monitor.*
 	rm -rf $(BUNDLE) mlflow.db mlartifacts predictions.db .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
 # Automation (README "Automation"): the steps of .github/workflows/*.yml, each runnable here.
 REPORT_BASE ?= origin/main
-CHAMPION_BUNDLE ?=
+CHAMPION_BUNDLES ?=
 REPORT_ARGS ?=
 NAMES ?=
 
@@ -203,8 +210,8 @@ retrain: data ## Retrain: dvc repro (pulling unchanged outputs from the remote),
 	$(BIN)/spamfilter push $(if $(DVC_REMOTE),--remote $(DVC_REMOTE))
 
 .PHONY: report
-report: setup ## Write report.md: metrics and params diff against REPORT_BASE, plots, gate vs CHAMPION_BUNDLE
-	$(BIN)/spamfilter report --base $(REPORT_BASE) $(if $(CHAMPION_BUNDLE),--champion $(CHAMPION_BUNDLE)) $(REPORT_ARGS)
+report: setup ## Write report.md: metrics and params diff against REPORT_BASE, plots, gate vs the champions in CHAMPION_BUNDLES/<channel>
+	$(BIN)/spamfilter report --base $(REPORT_BASE) $(if $(CHAMPION_BUNDLES),--champion-dir $(CHAMPION_BUNDLES)) $(REPORT_ARGS)
 
 .PHONY: deploy
 deploy: ## Run deploy/deploy.sh on this host (DEPLOY_IMAGE, DEPLOY_TAG, EXPECTED_VERSION; rolls back on failure)

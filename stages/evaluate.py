@@ -1,4 +1,4 @@
-"""DVC stage `evaluate`: score the trained pipeline on the held-out split; metrics, plots and
+"""DVC stage `evaluate@<channel>`: score the trained pipeline on the held-out split; metrics, plots and
 behavioural checks for DVC, the reference profile for the monitor, and the same results added to the
 MLflow training run, whose version becomes the `challenger`."""
 
@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from spamfilter import entry, files
-from spamfilter.config import Settings, load_params
-from spamfilter.data import corpus
-from spamfilter.modeling import metrics
+from spamfilter.config import CHANNELS, Channel, ChannelPaths, Settings, load_params
+from spamfilter.data.splits import read_split
+from spamfilter.modeling import channels, metrics
 from spamfilter.modeling.evaluation import Evaluation, evaluate_model, evaluation_figures
 from spamfilter.monitoring import profile
 from spamfilter.registry import loading, release
@@ -35,11 +35,13 @@ def write_evaluation(evaluation: Evaluation, metrics_path: Path, plots_dir: Path
     return attached
 
 
-def write_reference_profile(evaluation: Evaluation, train_path: Path, model_md5: str, out: Path) -> None:
+def write_reference_profile(
+    channel: Channel, evaluation: Evaluation, train_path: Path, model_md5: str, out: Path
+) -> None:
     """What `spamfilter monitor` compares production traffic against."""
-    train_texts, train_labels = corpus.texts_and_labels(corpus.read_jsonl(train_path))
+    train_inputs, train_labels = read_split(channel, train_path)
     reference = profile.build_profile(
-        train_texts,
+        channels.monitored_texts(channel, train_inputs),
         train_labels,
         evaluation.probabilities,
         evaluation.truth,
@@ -63,30 +65,40 @@ def log_summary(evaluation: Evaluation) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--test", type=Path, default=Path("data/processed/test.jsonl"))
-    parser.add_argument("--model", type=Path, default=Path("models/model.joblib"))
-    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
-    parser.add_argument("--plots-dir", type=Path, default=Path("reports/plots"))
-    parser.add_argument("--behavioural", type=Path, default=Path("reports/behavioural.json"))
-    parser.add_argument("--train", type=Path, default=Path("data/processed/train.jsonl"))
-    parser.add_argument("--profile", type=Path, default=Path("models/reference_profile.json"))
+    parser.add_argument("--channel", choices=CHANNELS, default="sms")
+    parser.add_argument("--test", type=Path, help="default: data/processed/<channel>/test.jsonl")
+    parser.add_argument("--train", type=Path, help="default: data/processed/<channel>/train.jsonl")
+    parser.add_argument("--model", type=Path, help="default: models/<channel>/model.joblib")
+    parser.add_argument("--metrics", type=Path, help="default: reports/<channel>/metrics.json")
+    parser.add_argument("--plots-dir", type=Path, help="default: reports/<channel>/plots")
+    parser.add_argument("--behavioural", type=Path, help="default: reports/<channel>/behavioural.json")
+    parser.add_argument("--profile", type=Path, help="default: models/<channel>/reference_profile.json")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"))
     args = parser.parse_args(argv)
+    channel: Channel = args.channel
+    paths = ChannelPaths(channel)
+    model_path = args.model or paths.model
 
-    texts, truth = corpus.texts_and_labels(corpus.read_jsonl(args.test))
-    model_md5 = files.md5_file(args.model)
-    evaluation = evaluate_model(loading.load_pipeline(args.model), texts, truth)
-    attached = write_evaluation(evaluation, args.metrics, args.plots_dir, args.behavioural)
-    write_reference_profile(evaluation, args.train, model_md5, args.profile)
+    inputs, truth = read_split(channel, args.test or paths.test)
+    model_md5 = files.md5_file(model_path)
+    model = loading.load_pipeline(model_path)
+    evaluation = evaluate_model(model, inputs, truth, channels.behavioural_checks(channel, model, inputs))
+    attached = write_evaluation(
+        evaluation,
+        args.metrics or paths.metrics,
+        args.plots_dir or paths.plots_dir,
+        args.behavioural or paths.reports_dir / "behavioural.json",
+    )
+    write_reference_profile(channel, evaluation, args.train or paths.train, model_md5, args.profile or paths.profile)
     version = release.record_evaluation(
-        Settings(),
+        Settings().for_channel(channel),
         model_md5,
         evaluation.scores,
         attached,
         evaluation.behavioural_passed,
         args.dvc_lock.read_text(encoding="utf-8") if args.dvc_lock.is_file() else "",
-        load_params(args.params),
+        load_params(args.params, channel),
     )
     log.info("%s version %s is the challenger", version.name, version.version)
     log_summary(evaluation)

@@ -9,7 +9,7 @@ import random
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,12 +129,25 @@ class Project:
         return json.loads((self.root / path).read_text(encoding="utf-8"))
 
 
-def make_project(destination: Path, extra_env: dict[str, str] | None = None) -> Project:
-    """Copy the repo's files (not data, outputs or stores) into `destination` and make it a git repo."""
+def keep_channels(params_file: Path, channels: Sequence[str]) -> None:
+    """Rewrite a project's params.yaml to configure only `channels` (the others are not built)."""
+    import yaml
+
+    params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    params["channels"] = {name: value for name, value in params["channels"].items() if name in channels}
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+
+
+def make_project(
+    destination: Path, extra_env: dict[str, str] | None = None, channels: Sequence[str] = ("sms",)
+) -> Project:
+    """Copy the repo's files (not data, outputs or stores) into `destination` and make it a git repo
+    whose params.yaml configures only `channels` (default: the SMS channel, which most tests exercise)."""
     for name in tracked_files(REPO_ROOT):
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, target)
+    keep_channels(destination / "params.yaml", channels)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "SPAM_", "DVC_"))}
     env.update(
         {

@@ -13,11 +13,20 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from sklearn.model_selection import train_test_split
 
 from spamfilter.errors import DataError
 from spamfilter.labels import LABELS, SPAM
+
+
+class Labelled(Protocol):
+    @property
+    def label(self) -> str: ...
+
+
+LabelledT = TypeVar("LabelledT", bound=Labelled)
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -212,8 +221,8 @@ def deduplicate(parsed_files: Iterable[ParsedFile]) -> Dataset:
     return Dataset(list(first_seen.values()), rows_read, duplicates, bad_rows)
 
 
-def split(messages: Sequence[Message], test_size: float, seed: int) -> tuple[list[Message], list[Message]]:
-    """Stratified, deterministic train/test split."""
+def split(messages: Sequence[LabelledT], test_size: float, seed: int) -> tuple[list[LabelledT], list[LabelledT]]:
+    """Stratified, deterministic train/test split (of SMS or e-mail messages: anything with a label)."""
     labels = [m.label for m in messages]
     counts = {label: labels.count(label) for label in LABELS}
     if min(counts.values()) < 2:

@@ -36,10 +36,13 @@ class Evaluation:
         return {**self.scores, "test_rows": len(self.truth), "confusion": self.counts}
 
 
-def evaluate_model(model: Any, texts: Sequence[str], truth: Sequence[str]) -> Evaluation:
-    """Score `model` on the held-out texts with their true labels."""
-    probabilities = spam_probability(model, list(texts))
-    predicted = [str(label) for label in model.predict(list(texts))]
+def evaluate_model(
+    model: Any, inputs: Sequence[Any], truth: Sequence[str], behavioural: Sequence[metrics.BehaviouralResult] = ()
+) -> Evaluation:
+    """Score `model` on the held-out inputs (texts or raw messages) with their true labels; the
+    channel's behavioural check results come along (`channels.behavioural_checks`)."""
+    probabilities = spam_probability(model, list(inputs))
+    predicted = [str(label) for label in model.predict(list(inputs))]
     return Evaluation(
         truth=list(truth),
         probabilities=[float(p) for p in probabilities],
@@ -49,7 +52,7 @@ def evaluate_model(model: Any, texts: Sequence[str], truth: Sequence[str]) -> Ev
         counts=metrics.confusion_counts(truth, predicted),
         roc=metrics.roc_points(truth, probabilities),
         pr=metrics.pr_points(truth, probabilities),
-        behavioural=metrics.behavioural_checks(texts, lambda batch: [str(x) for x in model.predict(batch)]),
+        behavioural=list(behavioural),
     )
 
 

@@ -51,11 +51,12 @@ def tokenize(texts: Sequence[str], analyzer: WordAnalyzer | None = None) -> Toke
 
 
 def document_frequencies(terms: Iterable[Sequence[str]]) -> Counter[str]:
-    """term → number of messages containing it."""
+    """term → number of messages containing it, ordered by count and then by term: `most_common`
+    breaks ties the same way in every run (a set's order changes with the hash seed)."""
     counts: Counter[str] = Counter()
     for message_terms in terms:
         counts.update(set(message_terms))
-    return counts
+    return Counter(dict(sorted(counts.items(), key=lambda item: (-item[1], item[0]))))
 
 
 def descriptors(

@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy.engine import make_url
 
 from spamfilter import files
-from spamfilter.config import MonitorParams
+from spamfilter.config import Channel, MonitorParams
 from spamfilter.data import corpus
 from spamfilter.errors import DataError
 from spamfilter.labels import LABELS
@@ -177,6 +177,7 @@ class MonitorRequest:
     json_path: Path
     html_path: Path
     github_output: Path | None = None  # a GitHub Actions step-output file to append the decision to
+    channel: Channel = "sms"
 
 
 def run(request: MonitorRequest) -> dict[str, Any]:

@@ -48,6 +48,15 @@ class GateSection:
     unavailable: str | None = None
 
 
+@dataclass(frozen=True)
+class ChannelSection:
+    """One channel's part of the report: its plot images and its gate verdict."""
+
+    channel: str
+    plots: Sequence[str]  # image paths relative to where the report is written
+    gate: GateSection | None
+
+
 def metric_changes(metrics_diff: Mapping[str, Any]) -> list[MetricChange]:
     """Rows of `dvc metrics diff --json` ({path: {metric: {old, new, diff}}}), in file order."""
     rows = []
@@ -128,10 +137,10 @@ def _params_section(params_diff: Mapping[str, Any], base: str) -> list[str]:
     return [*lines, ""]
 
 
-def _gate_section(gate: GateSection | None) -> list[str]:
-    lines = ["### Gate", ""]
+def _gate_section(gate: GateSection | None, channel: str) -> list[str]:
+    lines = [f"### Gate: {channel}", ""]
     if gate is None:
-        return [*lines, "Not judged: no champion was given (`spamfilter report --champion DIR`).", ""]
+        return [*lines, "Not judged: no champion was given (`spamfilter report --champion-dir DIR`).", ""]
     if gate.verdict is None:
         return [*lines, f"Not judged against {gate.champion}: {gate.unavailable or 'unknown reason'}.", ""]
     verdict = gate.verdict
@@ -150,23 +159,30 @@ def _gate_section(gate: GateSection | None) -> list[str]:
     return [*lines, ""]
 
 
+def _plots_section(section: ChannelSection) -> list[str]:
+    lines = [f"### Plots: {section.channel} (this branch, held-out split)", ""]
+    if section.plots:
+        lines += [f"![{section.channel} {path.rsplit('/', 1)[-1].rsplit('.', 1)[0]}]({path})" for path in section.plots]
+    else:
+        lines.append("No plot images found; run `dvc repro`.")
+    return [*lines, ""]
+
+
 def build_report(
     metrics_diff: Mapping[str, Any],
     params_diff: Mapping[str, Any],
-    plots: Sequence[str],
-    gate: GateSection | None,
+    channels: Sequence[ChannelSection],
     base: str,
     head: str = "",
 ) -> str:
-    """The whole report. `plots` are image paths relative to where the report is written."""
+    """The whole report: each channel's gate verdict, the metrics and params diff of every channel,
+    then each channel's plots."""
     title = f"## spamfilter: this branch{f' ({head})' if head else ''} against `{base}`"
     lines = [title, ""]
-    lines += _gate_section(gate)
+    for section in channels:
+        lines += _gate_section(section.gate, section.channel)
     lines += _metrics_section(metrics_diff, base)
     lines += _params_section(params_diff, base)
-    lines += ["### Plots (this branch, held-out split)", ""]
-    if plots:
-        lines += [f"![{path.rsplit('/', 1)[-1].rsplit('.', 1)[0]}]({path})" for path in plots]
-    else:
-        lines.append("No plot images found; run `dvc repro`.")
+    for section in channels:
+        lines += _plots_section(section)
     return "\n".join(lines).rstrip() + "\n"

@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from spamfilter import files
-from spamfilter.config import GateParams, Params, Settings, result_params
-from spamfilter.data import corpus, storage
+from spamfilter.config import Channel, ChannelParams, GateParams, Settings, result_params
+from spamfilter.data import storage
+from spamfilter.data.splits import ModelInputs, read_split
 from spamfilter.errors import DataError, ModelUnavailableError, RegistryError, TrackingError
 from spamfilter.modeling import metrics
 from spamfilter.modeling.pipeline import model_threshold, spam_probability
@@ -39,20 +41,23 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def score(model: Any, texts: list[str], truth: list[str]) -> dict[str, float]:
-    """The evaluate stage's held-out metrics of `model` on these texts."""
-    probabilities = spam_probability(model, texts)
-    predicted = [str(label) for label in model.predict(texts)]
+def score(model: Any, inputs: Sequence[Any], truth: list[str]) -> dict[str, float]:
+    """The evaluate stage's held-out metrics of `model` on these inputs (texts or raw messages)."""
+    probabilities = spam_probability(model, list(inputs))
+    predicted = [str(label) for label in model.predict(list(inputs))]
     return metrics.classification_metrics(truth, predicted, probabilities)
 
 
-def read_held_out(path: Path) -> tuple[list[str], list[str], str]:
-    """Texts, labels and sha256 of a held-out split written by the ingest stage."""
-    content = path.read_text(encoding="utf-8")
-    texts, truth = corpus.texts_and_labels(corpus.from_jsonl(content, str(path)))
-    if not texts:
+def read_held_out(path: Path, channel: Channel = "sms") -> tuple[ModelInputs, list[str], str]:
+    """Inputs, labels and sha256 of a channel's held-out split written by the ingest stage."""
+    try:
+        digest = files.sha256_file(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no held-out split; run `dvc repro` first") from None
+    inputs, truth = read_split(channel, path)
+    if not inputs:
         raise DataError(f"{path}: the held-out split is empty")
-    return texts, truth, hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return inputs, truth, digest
 
 
 def run_gate(
@@ -61,12 +66,13 @@ def run_gate(
     test_path: Path,
     challenger_ref: str = "challenger",
     treat_missing_champion_as_absent: bool = False,
+    channel: Channel = "sms",
 ) -> gate.GateReport:
     """Judge the challenger against the champion on `test_path`. Touches no alias: errors (no
     challenger, store unreachable, challenger unloadable) raise; a verdict either way returns."""
     from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
-    texts, truth, sha256 = read_held_out(test_path)
+    texts, truth, sha256 = read_held_out(test_path, channel)
     challenger = tracking.get_version(settings, challenger_ref)
     champion = tracking.find_alias(settings, tracking.CHAMPION)
     challenger_metrics = score(tracking.load_version(settings, challenger), texts, truth)
@@ -194,7 +200,7 @@ def promote_from_report(
     )
 
 
-def export_bundle(settings: Settings, ref: str, destination: Path) -> bundle.BundleMetadata:
+def export_bundle(settings: Settings, ref: str, destination: Path, channel: Channel = "sms") -> bundle.BundleMetadata:
     """Write the version named by `ref` (alias or number) as a serving bundle at `destination`."""
     from spamfilter.registry import tracking  # imports mlflow, which takes seconds: only when needed
 
@@ -205,14 +211,26 @@ def export_bundle(settings: Settings, ref: str, destination: Path) -> bundle.Bun
     ) as tmp:
         model_dir = tracking.download_version(settings, version, Path(tmp) / "download")
         threshold = model_threshold(loading.load_pipeline(model_dir))
-        description = versions.describe(version, alias, threshold)
+        description = versions.describe(version, alias, threshold, channel)
         meta = bundle.BundleMetadata(**description.model_dump(), exported_at=now_iso())
         bundle.write_bundle(destination, model_dir, meta)
     return meta
 
 
+@dataclass(frozen=True)
+class ChannelReportInputs:
+    """What the pull-request report shows of one channel: its plots and its gate against the base's champion."""
+
+    channel: Channel
+    champion: Path | None  # the base's champion exported as a serving bundle, or None
+    model: Path
+    test: Path
+    plots_dir: Path
+    gate: GateParams
+
+
 def gate_against_bundle(
-    champion: Path | None, model: Path, test_path: Path, params: GateParams
+    champion: Path | None, model: Path, test_path: Path, params: GateParams, channel: Channel = "sms"
 ) -> pr_report.GateSection | None:
     """The gate's verdict of the model at `model` against the champion exported to the bundle
     `champion`, both scored on `test_path` (for the pull-request report; touches no registry)."""
@@ -222,34 +240,34 @@ def gate_against_bundle(
         return pr_report.GateSection(champion=str(champion), unavailable=f"no serving bundle at {champion}")
     meta = bundle.read_bundle_metadata(champion)
     label = f"{meta.name} v{meta.version} ({meta.alias or 'by version'})"
-    texts, truth, _ = read_held_out(test_path)
-    challenger = score(loading.load_pipeline(model), texts, truth)
+    inputs, truth, _ = read_held_out(test_path, channel)
+    challenger = score(loading.load_pipeline(model), inputs, truth)
     try:
-        held = score(loading.load_pipeline(champion), texts, truth)
+        held = score(loading.load_pipeline(champion), inputs, truth)
     except TrackingError as exc:
         return pr_report.GateSection(champion=label, unavailable=str(exc))
-    return pr_report.GateSection(champion=label, verdict=gate.judge(challenger, held, len(texts), params))
+    return pr_report.GateSection(champion=label, verdict=gate.judge(challenger, held, len(inputs), params))
 
 
-def write_pr_report(
-    out: Path,
-    base: str,
-    head: str,
-    plots_dir: Path,
-    champion: Path | None,
-    model: Path,
-    test_path: Path,
-    params: GateParams,
-) -> list[str]:
+def write_pr_report(out: Path, base: str, head: str, channels: Sequence[ChannelReportInputs]) -> list[str]:
     """Write the pull-request report (`spamfilter report`) to `out`: DVC's metrics and params diff
-    against `base`, the plots, the gate's verdict against the champion bundle. Returns the changed metrics."""
-
+    against `base` (every channel), and per channel its plots and the gate's verdict against the
+    base's champion. Returns the changed metrics."""
     metrics_diff = storage.dvc_json(Path.cwd(), "metrics", "diff", base, "--all")
     params_diff = storage.dvc_json(Path.cwd(), "params", "diff", base)
     out_dir = out.resolve().parent
-    plots = [str(Path(os.path.relpath(path.resolve(), out_dir)).as_posix()) for path in sorted(plots_dir.glob("*.png"))]
-    section = gate_against_bundle(champion, model, test_path, params)
-    files.write_text(out, pr_report.build_report(metrics_diff, params_diff, plots, section, base, head))
+    sections = [
+        pr_report.ChannelSection(
+            channel=inputs.channel,
+            plots=[
+                str(Path(os.path.relpath(path.resolve(), out_dir)).as_posix())
+                for path in sorted(inputs.plots_dir.glob("*.png"))
+            ],
+            gate=gate_against_bundle(inputs.champion, inputs.model, inputs.test, inputs.gate, inputs.channel),
+        )
+        for inputs in channels
+    ]
+    files.write_text(out, pr_report.build_report(metrics_diff, params_diff, sections, base, head))
     return pr_report.changed_metrics(metrics_diff)
 
 
@@ -280,7 +298,7 @@ def record_evaluation(
     artifacts: Sequence[Path],
     behavioural_passed: bool,
     dvc_lock: str,
-    params: Params,
+    params: ChannelParams,
 ) -> versions.ModelVersion:
     """The `evaluate` stage's registry side: find the version `train` registered for this model (by its
     md5), add the held-out metrics and reports to its run, tag it with its lineage and make it the
@@ -301,7 +319,7 @@ def record_evaluation(
     return version
 
 
-def version_tags(dvc_lock: str, params: Params, scores: Mapping[str, float], model_md5: str) -> dict[str, str]:
+def version_tags(dvc_lock: str, params: ChannelParams, scores: Mapping[str, float], model_md5: str) -> dict[str, str]:
     """Registry tags for a freshly evaluated version: the pipeline state it came from (md5 of
     `dvc.lock` as the evaluate stage sees it, the md5 of the trained model as DVC records it, a hash
     of the params that change results) and its held-out metrics."""

@@ -74,11 +74,12 @@ def _pip_requirements() -> list[str]:
     return [f"{package}=={importlib.metadata.version(package)}" for package in SERVING_PACKAGES]
 
 
-def _model_kwargs(model: Any, input_example: Sequence[str]) -> dict[str, Any]:
+def _model_kwargs(model: Any, input_example: Sequence[str], input_column: str) -> dict[str, Any]:
     """What makes a proper MLflow model of the pipeline, the same for logging and saving: a
-    signature inferred from a one-column DataFrame of texts, an input example, pinned serving
-    requirements and the `spamfilter` package as code, so it loads where the package is not installed."""
-    example = pd.DataFrame({"text": list(input_example)})
+    signature inferred from a one-column DataFrame of inputs (`text` for SMS, `message` for raw
+    e-mails), an input example, pinned serving requirements and the `spamfilter` package as code,
+    so it loads where the package is not installed."""
+    example = pd.DataFrame({input_column: list(input_example)})
     return {
         "signature": infer_signature(example, model.predict(example)),
         "input_example": example,
@@ -95,6 +96,7 @@ def log_training_run(
     tags: Mapping[str, str],
     input_example: Sequence[str],
     run_name: str | None = None,
+    input_column: str = "text",
 ) -> ModelVersion:
     """Start a run, log params and tags, log the model (sklearn flavour, so also pyfunc) and
     register it as a new version of `settings.registered_model`."""
@@ -107,7 +109,7 @@ def log_training_run(
                 model,
                 name=MODEL_ARTIFACT,
                 registered_model_name=settings.registered_model,
-                **_model_kwargs(model, input_example),
+                **_model_kwargs(model, input_example, input_column),
             )
     except MlflowException as exc:
         raise TrackingError(f"logging to {settings.mlflow_tracking_uri!r} failed: {exc.message}") from None
@@ -120,9 +122,9 @@ def log_training_run(
     )
 
 
-def save_model(model: Any, path: Path, input_example: Sequence[str]) -> None:
+def save_model(model: Any, path: Path, input_example: Sequence[str], input_column: str = "text") -> None:
     """Write the pipeline as an MLflow model directory (the same form as a logged model)."""
-    mlflow.sklearn.save_model(model, str(path), **_model_kwargs(model, input_example))
+    mlflow.sklearn.save_model(model, str(path), **_model_kwargs(model, input_example, input_column))
 
 
 @contextlib.contextmanager

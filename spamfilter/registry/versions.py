@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from spamfilter.config import Channel
 from spamfilter.errors import ConfigError
 from spamfilter.modeling.metrics import METRIC_KEYS
 
@@ -28,6 +29,7 @@ from spamfilter.modeling.metrics import METRIC_KEYS
 GIT_COMMIT_TAG = "git_commit"
 MODEL_TYPE_TAG = "model_type"
 MODEL_MD5_TAG = "model_md5"  # md5 of the pickled pipeline, as DVC records it: how `evaluate` finds its run
+CHANNEL_TAG = "channel"
 # DataFingerprint field → run/version tag.
 FINGERPRINT_TAGS: Mapping[str, str] = {
     "raw_md5": "data_raw_md5",
@@ -36,10 +38,18 @@ FINGERPRINT_TAGS: Mapping[str, str] = {
     "train_rows": "data_train_rows",
     "test_rows": "data_test_rows",
 }
-LINEAGE_TAGS: tuple[str, ...] = (GIT_COMMIT_TAG, MODEL_TYPE_TAG, MODEL_MD5_TAG, *FINGERPRINT_TAGS.values())
+LINEAGE_TAGS: tuple[str, ...] = (
+    GIT_COMMIT_TAG,
+    MODEL_TYPE_TAG,
+    MODEL_MD5_TAG,
+    CHANNEL_TAG,
+    *FINGERPRINT_TAGS.values(),
+)
 
 
-def training_tags(manifest: Mapping[str, Any], model_type: str, git_commit: str, model_md5: str) -> dict[str, str]:
+def training_tags(
+    manifest: Mapping[str, Any], model_type: str, git_commit: str, model_md5: str, channel: str
+) -> dict[str, str]:
     """The lineage tags of a training run, from the ingest stage's manifest and the trained model."""
     manifest_keys = {
         "raw_md5": "raw_dvc_md5",
@@ -52,6 +62,7 @@ def training_tags(manifest: Mapping[str, Any], model_type: str, git_commit: str,
         GIT_COMMIT_TAG: git_commit,
         MODEL_TYPE_TAG: model_type,
         MODEL_MD5_TAG: model_md5,
+        CHANNEL_TAG: channel,
     }
     for field_name, tag in FINGERPRINT_TAGS.items():
         tags[tag] = str(manifest.get(manifest_keys[field_name], ""))
@@ -141,6 +152,7 @@ class ModelDescription(BaseModel):
     trained_at: str
     data_fingerprint: DataFingerprint = DataFingerprint()
     params: dict[str, Any] = {}
+    channel: Channel = "sms"  # what the model scores; bundles exported before there were channels are SMS
 
 
 def param_values(params: Mapping[str, str]) -> dict[str, Any]:
@@ -154,8 +166,8 @@ def param_values(params: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def describe(version: ModelVersion, alias: str | None, threshold: float) -> ModelDescription:
-    """The description of a registered version, served under `alias` (None: by version number)."""
+def describe(version: ModelVersion, alias: str | None, threshold: float, channel: Channel = "sms") -> ModelDescription:
+    """The description of a registered version of `channel`'s model, served under `alias` (None: by number)."""
     return ModelDescription(
         name=version.name,
         version=version.version,
@@ -167,4 +179,5 @@ def describe(version: ModelVersion, alias: str | None, threshold: float) -> Mode
         trained_at=version.trained_at,
         data_fingerprint=fingerprint_from_tags(version.lineage),
         params=param_values(version.params),
+        channel=channel,
     )

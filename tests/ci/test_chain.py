@@ -92,7 +92,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     ci_local("failed_deploy", FORCE_RETRAIN="true", LOCAL_DOCKER_FAIL_HEALTH="1", READY_TIMEOUT="5")
     # 2. The same again with a healthy deploy: v1 is deployed, then promoted.
     ci_local("deployed", FORCE_RETRAIN="true")
-    # 3. The daily run: data/new holds no batch, so the monitor sees too little data to retrain.
+    # 3. The daily run: data/new/sms holds no batch, so the monitor sees too little data to retrain.
     ci_local("monitor_quiet")
     # 4. Forced retrain on unchanged data and params: v1 is already the champion, the gate rejects.
     ci_local("gate_rejects", FORCE_RETRAIN="true")
@@ -108,12 +108,12 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     shutil.move(root / "profile.json", profile)
 
     # The report: commit this run, change a param, rerun, compare with the commit.
-    result.metrics = (json.loads((project.root / "reports/metrics.json").read_text()), {})
+    result.metrics = (json.loads((project.root / "reports/sms/metrics.json").read_text()), {})
     project.run("git", "add", "-A")
     project.run("git", "commit", "-q", "-m", "pipeline run: linear_svm")
     params_file.write_text(good_params.replace("model: linear_svm", "model: mnb"))
     project.dvc("repro")
-    result.metrics = (result.metrics[0], json.loads((project.root / "reports/metrics.json").read_text()))
+    result.metrics = (result.metrics[0], json.loads((project.root / "reports/sms/metrics.json").read_text()))
     result.report_stdout = project.spamfilter(
         "report", "--base", "HEAD", "--champion", "bundle", "--head", "mnb"
     ).stdout
@@ -201,7 +201,7 @@ def test_report_names_the_changed_metrics_and_params(chain: Chain) -> None:
     for key in changed:
         assert f"**{key}**" in report
         assert re.search(
-            rf"\| reports/metrics.json \| \*\*{key}\*\* \| {before[key]:.4f} \| {after[key]:.4f} \|", report
+            rf"\| reports/sms/metrics.json \| \*\*{key}\*\* \| {before[key]:.4f} \| {after[key]:.4f} \|", report
         )
     assert "metrics changed against HEAD: " in chain.report_stdout and changed[0] in chain.report_stdout
     assert "| params.yaml | train.model | linear_svm | mnb |" in report
@@ -210,7 +210,7 @@ def test_report_names_the_changed_metrics_and_params(chain: Chain) -> None:
 def test_report_embeds_the_plots_and_judges_against_the_champion(chain: Chain) -> None:
     report = chain.report
     for name in ("roc", "pr", "confusion"):
-        assert f"![{name}](reports/plots/{name}.png)" in report
+        assert f"![{name}](reports/sms/plots/{name}.png)" in report
         assert (chain.project.root / "reports" / "plots" / f"{name}.png").is_file()
     assert re.search(r"\*\*(PROMOTE|REJECT)\*\* against spam-classifier v1 \(", report)
     assert "| primary | f1 |" in report and "| guard | blocked_ham_rate |" in report

@@ -143,7 +143,7 @@ def test_each_job_first_checks_its_secrets() -> None:
             first_run = next(step for step in steps if "run" in step)
             assert first_run["run"].startswith("deploy/require-env.sh"), f"{name}:{job_name}"
             secrets = set(re.findall(r"secrets\.([A-Z0-9_]+)", yaml.safe_dump(job.get("env", {}))))
-            secrets.discard("PREDICTION_LOG_URL")  # optional: the monitor reads data/new without it
+            secrets.discard("PREDICTION_LOG_URL")  # optional: the monitor reads data/new/sms without it
             secrets.discard("EC2_KNOWN_HOSTS")  # optional: pins the host key
             assert secrets <= set(first_run["run"].split()), f"{name}:{job_name} does not check {secrets}"
 

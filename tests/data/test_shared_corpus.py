@@ -60,9 +60,9 @@ def test_uci_bytes_and_the_shared_copy_store_identically(raw: bytes) -> None:
 
 
 def test_committed_data_dvc_matches_the_real_corpus(raw: bytes) -> None:
-    """data.dvc in the repo records this exact corpus (so `dvc status` is clean after `make data`)."""
+    """data/raw/sms.dvc in the repo records this exact corpus (so `dvc status` is clean after `make data`)."""
     import yaml
 
-    dvc_file = yaml.safe_load((Path(__file__).resolve().parents[2] / "data.dvc").read_text())
+    dvc_file = yaml.safe_load((Path(__file__).resolve().parents[2] / "data/raw/sms.dvc").read_text())
     assert dvc_file["outs"][0]["size"] == len(raw)
     assert dvc_file["outs"][0]["nfiles"] == 1

@@ -68,8 +68,8 @@ def champion_of(settings: Settings) -> str | None:
 
 
 def gate(store: Store, *extra: str) -> tuple[int, dict]:
-    code = cli.main(["gate", "--test", str(store.test_path), "--report", "reports/gate.json", *extra])
-    report = json.loads(Path("reports/gate.json").read_text()) if Path("reports/gate.json").exists() else {}
+    code = cli.main(["gate", "--test", str(store.test_path), "--report", "reports/sms/gate.json", *extra])
+    report = json.loads(Path("reports/sms/gate.json").read_text()) if Path("reports/sms/gate.json").exists() else {}
     return code, report
 
 
@@ -104,7 +104,7 @@ def test_better_challenger_passes_and_promotion_is_audited(
 
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
     monkeypatch.setenv("GITHUB_RUN_ID", "77")
-    assert cli.main(["promote", "--report", "reports/gate.json"]) == 0
+    assert cli.main(["promote", "--report", "reports/sms/gate.json"]) == 0
     assert champion_of(settings) == "2"
     (record,) = tracking.promotion_history(settings)
     assert (record.action, record.version, record.previous, record.seq) == ("promote", "2", "1", 1)
@@ -244,7 +244,7 @@ def test_no_challenger_and_unknown_metric_are_errors(
     Path("params.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["gate", "--test", str(store.test_path)]) == 1
     assert "gate.guards: Value error, unknown metric 'blocked_ham'" in capsys.readouterr().err
-    assert not Path("reports/gate.json").exists()
+    assert not Path("reports/sms/gate.json").exists()
 
 
 def test_unreachable_store_is_a_clear_error(
@@ -259,7 +259,7 @@ def test_unreachable_store_is_a_clear_error(
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "'http://127.0.0.1:9'" in err, err
         assert "Traceback" not in err
-    assert not (workdir / "reports/gate.json").exists()
+    assert not (workdir / "reports/sms/gate.json").exists()
     assert not (workdir / "github_output").exists()
 
 
@@ -327,7 +327,7 @@ def test_two_promotions_at_once_leave_one_consistent_champion(
         code, report = gate(store, "--challenger", challenger)
         assert code == 0 and report["decision"] == "promote" and report["champion"]["version"] == "1"
         reports[challenger] = workdir / f"gate-{challenger}.json"
-        Path("reports/gate.json").rename(reports[challenger])
+        Path("reports/sms/gate.json").rename(reports[challenger])
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
     processes = {

@@ -26,11 +26,11 @@ def real_run(shared_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_data_dvc_is_unchanged_by_the_real_corpus(real_run: Project) -> None:
-    assert real_run.run("git", "status", "--porcelain", "data.dvc").stdout == ""
+    assert real_run.run("git", "status", "--porcelain", "data/raw/sms.dvc").stdout == ""
 
 
 def test_ingest_reports_the_real_corpus(real_run: Project) -> None:
-    stats = json.loads((real_run.root / "reports/data_stats.json").read_text())
+    stats = json.loads((real_run.root / "reports/sms/data_stats.json").read_text())
     assert stats["rows_read"] == 5574
     assert stats["duplicates_dropped"] == 403
     assert stats["rows"] == 5171
@@ -38,7 +38,7 @@ def test_ingest_reports_the_real_corpus(real_run: Project) -> None:
 
 
 def test_held_out_metrics_clear_the_floors(real_run: Project) -> None:
-    metrics = json.loads((real_run.root / "reports/metrics.json").read_text())
+    metrics = json.loads((real_run.root / "reports/sms/metrics.json").read_text())
     for key, floor in FLOORS.items():
         assert metrics[key] >= floor, f"{key} {metrics[key]} < {floor}"
     for key, ceiling in CEILINGS.items():
@@ -46,7 +46,7 @@ def test_held_out_metrics_clear_the_floors(real_run: Project) -> None:
 
 
 def test_behavioural_checks_pass(real_run: Project) -> None:
-    checks = json.loads((real_run.root / "reports/behavioural.json").read_text())
+    checks = json.loads((real_run.root / "reports/sms/behavioural.json").read_text())
     failed = {name: check["examples"] for name, check in checks.items() if not check["passed"]}
     assert failed == {}
 

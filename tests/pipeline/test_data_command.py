@@ -33,7 +33,7 @@ def served(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def seeded(tmp_path: Path) -> Project:
-    """A project whose data/raw already holds a committed corpus."""
+    """A project whose data/raw/sms already holds a committed corpus."""
     corpus = write_tsv(tmp_path / "seed.tsv", make_messages(n_ham=20, n_spam=5))
     project = make_project(tmp_path / "repo", {"SPAM_DATA": str(corpus)})
     project.spamfilter("data")
@@ -42,11 +42,11 @@ def seeded(tmp_path: Path) -> Project:
 
 
 def test_spam_data_names_the_source_and_updates_data_dvc(seeded: Project) -> None:
-    raw = seeded.root / "data/raw/seed.tsv"
+    raw = seeded.root / "data/raw/sms/seed.tsv"
     assert raw.is_file()
-    md5 = yaml.safe_load((seeded.root / "data.dvc").read_text())["outs"][0]["md5"]
+    md5 = yaml.safe_load((seeded.root / "data/raw/sms.dvc").read_text())["outs"][0]["md5"]
     assert md5.endswith(".dir")
-    assert seeded.dvc("status", "data.dvc").stdout.strip().endswith("up to date.")
+    assert seeded.dvc("status", "data/raw/sms.dvc").stdout.strip().endswith("up to date.")
 
 
 def test_already_present_is_kept(seeded: Project) -> None:
@@ -59,7 +59,7 @@ def test_missing_spam_data_file_is_a_clear_error(seeded: Project, tmp_path: Path
     result = seeded.spamfilter("data", check=False)
     assert result.returncode == 1
     assert f"error: {tmp_path / 'nowhere.tsv'}: file not found (named by SPAM_DATA)" in result.stderr
-    assert (seeded.root / "data/raw/seed.tsv").is_file()
+    assert (seeded.root / "data/raw/sms/seed.tsv").is_file()
 
 
 @pytest.mark.parametrize(
@@ -71,22 +71,22 @@ def test_missing_spam_data_file_is_a_clear_error(seeded: Project, tmp_path: Path
     ],
 )
 def test_failed_download_leaves_the_stored_corpus_intact(seeded: Project, served: str, name: str, message: str) -> None:
-    before = (seeded.root / "data/raw/seed.tsv").read_bytes()
-    dvc_file_before = (seeded.root / "data.dvc").read_text()
+    before = (seeded.root / "data/raw/sms/seed.tsv").read_bytes()
+    dvc_file_before = (seeded.root / "data/raw/sms.dvc").read_text()
     seeded.env["SPAM_DATA_URL"] = f"{served}/{name}"
     result = seeded.spamfilter("data", "--force", check=False)
     assert result.returncode == 1
     assert message in result.stderr
     assert name in result.stderr
-    assert (seeded.root / "data/raw/seed.tsv").read_bytes() == before
-    assert (seeded.root / "data.dvc").read_text() == dvc_file_before
+    assert (seeded.root / "data/raw/sms/seed.tsv").read_bytes() == before
+    assert (seeded.root / "data/raw/sms.dvc").read_text() == dvc_file_before
 
 
 def test_pull_from_the_default_remote_when_data_raw_is_empty(seeded: Project) -> None:
-    seeded.dvc("push", "data.dvc")
-    content = (seeded.root / "data/raw/seed.tsv").read_bytes()
-    shutil.rmtree(seeded.root / "data/raw")
+    seeded.dvc("push", "data/raw/sms.dvc")
+    content = (seeded.root / "data/raw/sms/seed.tsv").read_bytes()
+    shutil.rmtree(seeded.root / "data/raw/sms")
     shutil.rmtree(seeded.root / ".dvc/cache")
     result = seeded.spamfilter("data")
     assert "pulled from the DVC remote" in result.stdout
-    assert (seeded.root / "data/raw/seed.tsv").read_bytes() == content
+    assert (seeded.root / "data/raw/sms/seed.tsv").read_bytes() == content

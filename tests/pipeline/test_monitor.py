@@ -43,12 +43,12 @@ def monitor(
 def test_reference_profile_is_an_output_of_evaluate(built: Project) -> None:
     lock = yaml.safe_load((built.root / "dvc.lock").read_text())
     outs = {out["path"] for out in lock["stages"]["evaluate"]["outs"]}
-    assert "models/reference_profile.json" in outs
+    assert "models/sms/reference_profile.json" in outs
     deps = {dep["path"] for dep in lock["stages"]["evaluate"]["deps"]}
-    assert {"data/processed/train.jsonl", "spamfilter/monitoring"} <= deps
-    profile = built.json("models/reference_profile.json")
-    stats = built.json("reports/data_stats.json")
-    metrics = built.json("reports/metrics.json")
+    assert {"data/processed/sms/train.jsonl", "spamfilter/monitoring"} <= deps
+    profile = built.json("models/sms/reference_profile.json")
+    stats = built.json("reports/sms/data_stats.json")
+    metrics = built.json("reports/sms/metrics.json")
     assert profile["texts"]["messages"] == stats["train_rows"]
     assert len(profile["descriptors"]["length"]["values"]) == stats["train_rows"]
     assert len(profile["scores"]["values"]) == stats["test_rows"]
@@ -75,9 +75,9 @@ def test_empty_log_is_insufficient_data_not_an_error(
         output.read_text() == "earlier=kept\nretrain_needed=false\nmonitor_status=insufficient_data\nretrain_reasons=\n"
     )
     assert not (built.root / "predictions.db").exists()  # looking did not create an empty log
-    report = built.json("reports/monitor.json")
+    report = built.json("reports/sms/monitor.json")
     assert report["status"] == "insufficient_data" and report["retrain_needed"] is False
-    assert "insufficient data" in (built.root / "reports/monitor.html").read_text()
+    assert "insufficient data" in (built.root / "reports/sms/monitor.html").read_text()
 
 
 def test_missing_profile_names_the_stage_that_makes_it(
@@ -119,7 +119,7 @@ def test_prediction_log_window_skips_corrupt_rows(built: Project, tmp_path: Path
     engine.dispose()
     output = tmp_path / "github_output"
     result = monitor(built, "--log-url", url, "--last", "500", github_output=output)
-    report = built.json("reports/monitor.json")
+    report = built.json("reports/sms/monitor.json")
     assert report["window"]["size"] == 200
     assert report["window"]["labelled"] == 120
     assert report["window"]["skipped_rows"] == 2
@@ -133,10 +133,10 @@ def test_prediction_log_window_skips_corrupt_rows(built: Project, tmp_path: Path
 def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
     result = built.spamfilter("feed", "--n", "150", "--drift", "new_campaign", "--strength", "0.5", "--seed", "7")
     assert "150 messages" in result.stdout
-    (batch,) = (built.root / "data/new").glob("batch-*-new_campaign.tsv")
+    (batch,) = (built.root / "data/new/sms").glob("batch-*-new_campaign.tsv")
     output = tmp_path / "github_output"
-    result = monitor(built, "--batch", "data/new", "--json", "reports/batch.json", github_output=output)
-    report = built.json("reports/batch.json")
+    result = monitor(built, "--batch", "data/new/sms", "--json", "reports/sms/batch.json", github_output=output)
+    report = built.json("reports/sms/batch.json")
     assert report["window"]["size"] == 150 and report["window"]["labelled"] == 150
     assert str(batch.relative_to(built.root)) in report["window"]["source"]
     assert report["retrain_needed"] is True
@@ -145,7 +145,7 @@ def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
     lines = output.read_text().splitlines()
     assert lines[0] == "retrain_needed=true" and lines[1] == "monitor_status=drift"
     assert "vocabulary" in lines[2]
-    assert "<figure><svg" in (built.root / "reports/monitor.html").read_text()
+    assert "<figure><svg" in (built.root / "reports/sms/monitor.html").read_text()
 
 
 def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,20 +153,22 @@ def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, m
     from spamfilter.registry import tracking
 
     monkeypatch.chdir(built.root)
-    tracking.save_model(files.load_joblib("models/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
-    assert cli.main(["monitor", "--batch", "data/new", "--model", "bundle", "--json", "reports/bundle.json"]) == 0
+    tracking.save_model(files.load_joblib("models/sms/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
+    assert (
+        cli.main(["monitor", "--batch", "data/new/sms", "--model", "bundle", "--json", "reports/sms/bundle.json"]) == 0
+    )
     scores = {
         name: next(c for c in built.json(f"reports/{name}.json")["checks"] if c["name"] == "score_distribution")
-        for name in ("batch", "bundle")  # batch.json: the same batches scored with models/model.joblib
+        for name in ("batch", "bundle")  # batch.json: the same batches scored with models/sms/model.joblib
     }
     assert scores["bundle"]["details"]["current_hist"] == scores["batch"]["details"]["current_hist"]
 
 
 def test_ingest_merges_the_batches(built: Project) -> None:
     """What the next `dvc repro` does first (the ingest stage's own command, without retraining)."""
-    before = built.json("reports/data_stats.json")
+    before = built.json("reports/sms/data_stats.json")
     built.python("stages/ingest.py")
-    after = built.json("reports/data_stats.json")
+    after = built.json("reports/sms/data_stats.json")
     assert after["new_batch_rows"] == 150
     assert after["bad_rows"] == 0
     # The campaign's messages are new; the rest were sampled from the corpus and are duplicates.

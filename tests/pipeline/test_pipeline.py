@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import Project, make_messages, make_project, project_with_pipeline
 
 pytestmark = pytest.mark.slow
-STAGES = ["ingest", "featurize", "train", "evaluate"]
+STAGES = [f"{stage}@sms" for stage in ("ingest", "featurize", "train", "evaluate")]
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +33,15 @@ def test_repro_writes_every_stage_to_dvc_lock(built: Project) -> None:
 
 
 def test_data_dvc_tracks_the_fixture_corpus(built: Project) -> None:
-    dvc_file = yaml.safe_load((built.root / "data.dvc").read_text())
-    assert dvc_file["outs"][0]["path"] == "data/raw"
-    assert (built.root / "data/raw/corpus.tsv").is_file()
-    status = built.dvc("status", "data.dvc", "--json")
+    dvc_file = yaml.safe_load((built.root / "data/raw/sms.dvc").read_text())
+    assert dvc_file["outs"][0]["path"] == "sms"  # relative to data/raw/sms.dvc
+    assert (built.root / "data/raw/sms/corpus.tsv").is_file()
+    status = built.dvc("status", "data/raw/sms.dvc", "--json")
     assert json.loads(status.stdout) == {}
 
 
 def test_ingest_stats_and_split(built: Project) -> None:
-    stats = built.json("reports/data_stats.json")
+    stats = built.json("reports/sms/data_stats.json")
     assert stats["rows_read"] == 300
     assert stats["rows"] == 300
     assert stats["duplicates_dropped"] == 0
@@ -51,7 +51,7 @@ def test_ingest_stats_and_split(built: Project) -> None:
 
 
 def test_evaluate_writes_all_metric_keys_and_plots(built: Project) -> None:
-    metrics = built.json("reports/metrics.json")
+    metrics = built.json("reports/sms/metrics.json")
     for key in (
         "accuracy",
         "precision",
@@ -66,8 +66,8 @@ def test_evaluate_writes_all_metric_keys_and_plots(built: Project) -> None:
         assert 0.0 <= metrics[key] <= 1.0, key
     assert metrics["f1"] > 0.9
     for name in ("roc.png", "pr.png", "confusion.png", "roc.json", "pr.json", "confusion.json"):
-        assert (built.root / "reports/plots" / name).stat().st_size > 0
-    assert set(built.json("reports/behavioural.json")) == {
+        assert (built.root / "reports/sms/plots" / name).stat().st_size > 0
+    assert set(built.json("reports/sms/behavioural.json")) == {
         "case_invariance",
         "whitespace_invariance",
         "obvious_spam",
@@ -99,7 +99,7 @@ def test_mlflow_run_has_params_metrics_tags_and_a_registered_model(built: Projec
     assert {"test_f1", "test_mcc", "test_roc_auc", "test_blocked_ham_rate"} <= metrics
     tags = dict(db.execute("select key, value from tags where run_uuid = ?", (run_id,)))
     # The run is found by the md5 of the model DVC tracks, not by a run id in a DVC output.
-    assert tags["model_md5"] == hashlib.md5((built.root / "models/model.joblib").read_bytes()).hexdigest()
+    assert tags["model_md5"] == hashlib.md5((built.root / "models/sms/model.joblib").read_bytes()).hexdigest()
     assert len(tags["data_raw_md5"]) > 30
     assert tags["data_rows"] == "300"
     assert len(tags["git_commit"]) >= 40
@@ -134,15 +134,15 @@ def test_changing_a_train_param_reruns_only_train_and_evaluate(built: Project) -
 
 
 def test_bad_batch_fails_ingest_with_file_and_line_and_keeps_outputs(built: Project) -> None:
-    train_before = (built.root / "data/processed/train.jsonl").read_bytes()
-    batch = built.root / "data/new/batch-bad.tsv"
+    train_before = (built.root / "data/processed/sms/train.jsonl").read_bytes()
+    batch = built.root / "data/new/sms/batch-bad.tsv"
     batch.write_text("ham\tfine message\nspam\nmaybe\tunknown label\n", encoding="utf-8")
     try:
         result = built.run("python", "stages/ingest.py", check=False)
         assert result.returncode == 1
-        assert "data/new/batch-bad.tsv:2: no tab between label and text" in result.stderr
-        assert "data/new/batch-bad.tsv:3: unknown label 'maybe'" in result.stderr
-        assert (built.root / "data/processed/train.jsonl").read_bytes() == train_before
+        assert "data/new/sms/batch-bad.tsv:2: no tab between label and text" in result.stderr
+        assert "data/new/sms/batch-bad.tsv:3: unknown label 'maybe'" in result.stderr
+        assert (built.root / "data/processed/sms/train.jsonl").read_bytes() == train_before
 
         repro = built.dvc("repro", "ingest", check=False)
         assert repro.returncode != 0
@@ -164,7 +164,7 @@ def test_drop_policy_writes_the_bad_rows_report(tmp_path: Path) -> None:
     params["ingest"]["on_bad_row"] = "drop"
     (project.root / "params.yaml").write_text(yaml.safe_dump(params))
     project.python("stages/ingest.py")
-    report = pd.read_csv(project.root / "reports/bad_rows.tsv", sep="\t")
+    report = pd.read_csv(project.root / "reports/sms/bad_rows.tsv", sep="\t")
     assert report["line"].tolist() == [52, 53]
     assert report["reason"].tolist() == ["empty text", "unknown label 'hm' (expected ham or spam)"]
-    assert json.loads((project.root / "reports/data_stats.json").read_text())["bad_rows"] == 2
+    assert json.loads((project.root / "reports/sms/data_stats.json").read_text())["bad_rows"] == 2

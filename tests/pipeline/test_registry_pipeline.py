@@ -52,7 +52,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Released:
     project.spamfilter("data")
     project.dvc("repro")
     outputs["gate"] = project.spamfilter("gate").stdout  # the console command, as CI and `make run` call it
-    first_gate = json.loads((project.root / "reports/gate.json").read_text())
+    first_gate = json.loads((project.root / "reports/sms/gate.json").read_text())
     # The rest in-process (each command is a few seconds of imports as a process), in the copy's env.
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project.root)
@@ -76,8 +76,8 @@ def test_evaluate_makes_the_new_version_challenger_with_lineage_tags(released: R
     tags = challenger.tags
     head = released.project.run("git", "rev-parse", "HEAD").stdout.strip()
     assert tags["git_commit"].startswith(head)
-    assert tags["data_raw_md5"] == yaml.safe_load((root / "data.dvc").read_text())["outs"][0]["md5"]
-    assert tags["data_sha256"] == json.loads((root / "data/processed/manifest.json").read_text())["dataset_sha256"]
+    assert tags["data_raw_md5"] == yaml.safe_load((root / "data/raw/sms.dvc").read_text())["outs"][0]["md5"]
+    assert tags["data_sha256"] == json.loads((root / "data/processed/sms/manifest.json").read_text())["dataset_sha256"]
     assert len(tags["dvc_lock_md5"]) == 32 and len(tags["params_sha256"]) == 64
     lock = yaml.safe_load((root / "dvc.lock").read_text())
     (model_out,) = [out for out in lock["stages"]["train"]["outs"] if out["path"].endswith("model.joblib")]
@@ -91,7 +91,7 @@ def test_first_run_promotes_by_the_floors_and_exports_the_champion(released: Rel
     assert (gate["decision"], gate["champion_status"], gate["challenger"]["version"]) == ("promote", "absent", "1")
     assert gate["test_set"]["rows"] == 60
     # The gate scored on the same split with the same functions as the evaluate stage.
-    metrics = json.loads((released.project.root / "reports/metrics.json").read_text())
+    metrics = json.loads((released.project.root / "reports/sms/metrics.json").read_text())
     assert gate["challenger"]["metrics"] == {k: metrics[k] for k in gate["challenger"]["metrics"]}
     assert "decision: PROMOTE" in released.outputs["gate"]
     assert "@champion: none → v1" in released.outputs["promote"]
@@ -112,7 +112,7 @@ def test_champion_loads_by_alias_and_matches_the_bundle(released: Released) -> N
     mlflow.set_tracking_uri(released.settings.mlflow_tracking_uri)
     champion = mlflow.pyfunc.load_model("models:/spam-classifier@champion")
     served = loading.load_pipeline(released.project.root / "bundle" / "model")
-    texts = [json.loads(line)["text"] for line in (released.project.root / "data/processed/test.jsonl").open()]
+    texts = [json.loads(line)["text"] for line in (released.project.root / "data/processed/sms/test.jsonl").open()]
     assert list(champion.predict(pd.DataFrame({"text": texts}))) == list(served.predict(texts))
 
 

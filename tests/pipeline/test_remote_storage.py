@@ -16,7 +16,7 @@ from tests.conftest import VENV_BIN, Project, S3Server, free_port, make_messages
 
 pytestmark = pytest.mark.slow
 DVC_BUCKET = "spamfilter-data"
-OUTPUTS = ["data/raw", "data/processed", "data/features", "models"]
+OUTPUTS = ["data/raw/sms", "data/processed/sms", "data/features/sms", "models"]
 
 
 def cache_files(project: Project) -> set[str]:
@@ -48,10 +48,10 @@ def test_push_wipe_pull_and_repro_is_a_no_op(built: Project, s3_server: S3Server
     shutil.rmtree(built.root / ".dvc/cache")
     for output in OUTPUTS:
         shutil.rmtree(built.root / output, ignore_errors=True)
-    (built.root / "reports/behavioural.json").unlink()
+    (built.root / "reports/sms/behavioural.json").unlink()
 
     built.spamfilter("pull", "--remote", "s3")
-    assert (built.root / "models/model.joblib").is_file()
+    assert (built.root / "models/sms/model.joblib").is_file()
     repro = built.dvc("repro")
     assert "Running stage" not in repro.stdout
     assert (built.root / "dvc.lock").read_text() == lock_before
@@ -156,7 +156,7 @@ def test_pipeline_gate_and_champion_over_a_tracking_server(
     project.spamfilter("data")
     project.dvc("repro")
     project.spamfilter("gate")
-    assert json.loads((project.root / "reports/gate.json").read_text())["decision"] == "promote"
+    assert json.loads((project.root / "reports/sms/gate.json").read_text())["decision"] == "promote"
     project.spamfilter("promote")
 
     script = (
@@ -174,7 +174,7 @@ def test_pipeline_gate_and_champion_over_a_tracking_server(
     found = project.python(
         "-c",
         "import hashlib, pathlib; from spamfilter.config import Settings; from spamfilter.registry import tracking; "
-        "md5 = hashlib.md5(pathlib.Path('models/model.joblib').read_bytes()).hexdigest(); "
+        "md5 = hashlib.md5(pathlib.Path('models/sms/model.joblib').read_bytes()).hexdigest(); "
         "v = tracking.find_trained_version(Settings(), md5); print(v.name, v.version, v.run_tags['model_md5'] == md5)",
     ).stdout
     assert found.split() == ["spam-classifier", "1", "True"]

@@ -16,17 +16,19 @@ def test_ingest_without_raw_data_says_how_to_get_it(project: Project) -> None:
     assert result.returncode == 1
     assert "error: data/nowhere: raw data directory not found; run `make data`" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (project.root / "data/processed/train.jsonl").exists()
+    assert not (project.root / "data/processed/sms/train.jsonl").exists()
 
 
 def test_ingest_with_a_latin1_tsv_names_the_line(project: Project) -> None:
-    raw = project.root / "data/raw"
+    raw = project.root / "data/raw/sms"
     raw.mkdir(parents=True)
     (raw / "corpus.tsv").write_bytes(b"ham\thello\nspam\tWin \xa3100 now\n")
     result = project.python("stages/ingest.py", check=False)
     assert result.returncode == 1
-    assert "data/raw/corpus.tsv:2: not valid UTF-8 (byte 0xa3 at column 10)" in result.stderr
-    assert not (project.root / "data/processed").exists() or not any((project.root / "data/processed").glob("*.jsonl"))
+    assert "data/raw/sms/corpus.tsv:2: not valid UTF-8 (byte 0xa3 at column 10)" in result.stderr
+    assert not (project.root / "data/processed/sms").exists() or not any(
+        (project.root / "data/processed/sms").glob("*.jsonl")
+    )
 
 
 def test_bad_params_name_the_key(project: Project, fixture_corpus: Path) -> None:
@@ -40,4 +42,4 @@ def test_bad_params_name_the_key(project: Project, fixture_corpus: Path) -> None
 def test_featurize_without_ingest_output_names_the_file(project: Project) -> None:
     result = project.python("stages/featurize.py", check=False)
     assert result.returncode == 1
-    assert "error: data/processed/train.jsonl: file not found" in result.stderr
+    assert "error: data/processed/sms/train.jsonl: file not found" in result.stderr

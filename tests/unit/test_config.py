@@ -6,30 +6,53 @@ from pathlib import Path
 
 import pytest
 
-from spamfilter.config import Params, Settings, flatten, load_params, parse_params
+from spamfilter.config import (
+    ChannelPaths,
+    EmailParams,
+    Params,
+    Settings,
+    flatten,
+    load_params,
+    load_params_file,
+    parse_params,
+)
 from spamfilter.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repository_params_are_valid_and_explicit() -> None:
-    params = load_params(REPO_ROOT / "params.yaml")
-    assert params.train.model in {"mnb", "complement_nb", "logreg", "linear_svm"}
-    assert 0 < params.ingest.test_size < 1
+    params_file = load_params_file(REPO_ROOT / "params.yaml")
+    assert params_file.channels.configured()[0] == "sms"
+    for channel in params_file.channels.configured():
+        params = params_file.channel(channel)
+        assert params.train.model in {"mnb", "complement_nb", "logreg", "linear_svm"}
+        assert 0 < params.ingest.test_size < 1
 
 
 def test_defaults_when_sections_are_missing() -> None:
-    assert parse_params({}) == Params()
+    assert parse_params({"channels": {"sms": {}}}) == Params()
+    assert parse_params({"channels": {"email": {}}}) == EmailParams()
+
+
+def sms(section: dict[str, object]) -> dict[str, object]:
+    return {"channels": {"sms": section}}
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"train": {"model": "xgboost"}}, "params.yaml: train.model: Input should be 'mnb'"),
-        ({"train": {"modle": "mnb"}}, "params.yaml: train.modle: Extra inputs are not permitted"),
-        ({"ingest": {"test_size": 1.5}}, "params.yaml: ingest.test_size: Input should be less than 1"),
-        ({"featurize": {"word_ngram_range": [3, 1]}}, "word_ngram_range must be [low, high]"),
-        ({"train": {"mnb": {"alpha": -1}}}, "params.yaml: train.mnb.alpha: Input should be greater than 0"),
+        (sms({"train": {"model": "xgboost"}}), "params.yaml: channels.sms.train.model: Input should be 'mnb'"),
+        (sms({"train": {"modle": "mnb"}}), "params.yaml: channels.sms.train.modle: Extra inputs are not permitted"),
+        (
+            sms({"ingest": {"test_size": 1.5}}),
+            "params.yaml: channels.sms.ingest.test_size: Input should be less than 1",
+        ),
+        (sms({"featurize": {"word_ngram_range": [3, 1]}}), "word_ngram_range must be [low, high]"),
+        (sms({"train": {"mnb": {"alpha": -1}}}), "channels.sms.train.mnb.alpha: Input should be greater than 0"),
+        ({"channels": {"fax": {}}}, "params.yaml: channels.fax: Extra inputs are not permitted"),
+        ({"channels": {}}, "name at least one channel (sms, email)"),
+        ({"train": {"model": "mnb"}}, "params.yaml: channels: Field required"),
         ([1, 2], "expected a mapping at the top level"),
     ],
 )
@@ -37,6 +60,21 @@ def test_bad_params_name_the_key(data: object, message: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
         parse_params(data)
     assert message in str(excinfo.value)
+
+
+def test_a_channel_left_out_is_an_error_naming_what_is_configured() -> None:
+    with pytest.raises(ConfigError, match=r"no channel 'sms' under channels \(configured: email\)"):
+        parse_params({"channels": {"email": {}}}, channel="sms")
+    assert parse_params({"channels": {"email": {}}}) == EmailParams()  # the first configured is the default
+
+
+def test_each_channel_has_its_own_registered_model_and_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPAM_EMAIL_REGISTERED_MODEL", "mail-spam")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.for_channel("sms").registered_model == "spam-classifier"
+    assert settings.for_channel("email").registered_model == "mail-spam"
+    assert ChannelPaths("email").test == Path("data/processed/email/test.jsonl")
+    assert ChannelPaths("sms").bundle == Path("bundle/sms")
 
 
 def test_load_params_reports_missing_and_malformed_files(tmp_path: Path) -> None:

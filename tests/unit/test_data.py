@@ -62,8 +62,8 @@ def test_texts_are_kept_verbatim_otherwise() -> None:
     ],
 )
 def test_bad_rows_name_file_line_and_reason(line: bytes, reason: str) -> None:
-    parsed = parse_corpus(b"ham\tfine\n" + line + b"\nspam\talso fine\n", "data/raw/x.tsv")
-    assert [str(b) for b in parsed.bad_rows] == [f"data/raw/x.tsv:2: {reason}"]
+    parsed = parse_corpus(b"ham\tfine\n" + line + b"\nspam\talso fine\n", "data/raw/sms/x.tsv")
+    assert [str(b) for b in parsed.bad_rows] == [f"data/raw/sms/x.tsv:2: {reason}"]
     assert len(parsed.messages) == 2
 
 

@@ -137,7 +137,7 @@ def test_report_table_shows_every_rule_and_the_decision() -> None:
         challenger=gate.JudgedVersion(version="2", run_id="r2", alias="challenger", metrics=metrics(f1=0.96)),
         champion=gate.JudgedVersion(version="1", run_id="r1", alias="champion", metrics=metrics(f1=0.95)),
         champion_status="present",
-        test_set=gate.HeldOutSet(path="data/processed/test.jsonl", rows=500, sha256="x"),
+        test_set=gate.HeldOutSet(path="data/processed/sms/test.jsonl", rows=500, sha256="x"),
         primary_metric="f1",
         rules=verdict.rules,
         params=PARAMS,
@@ -177,7 +177,7 @@ def test_repository_gate_params_are_valid() -> None:
 )
 def test_bad_gate_params_name_the_key(section: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as excinfo:
-        parse_params({"gate": section})
+        parse_params({"channels": {"sms": {"gate": section}}})
     assert message in str(excinfo.value)
 
 
