@@ -112,8 +112,8 @@ test: setup-dev test-tools ## Set up and run the whole test suite
 	$(BIN)/pytest
 
 .PHONY: test-unit
-test-unit: setup-dev ## Fast offline unit tests only
-	$(BIN)/pytest tests/unit
+test-unit: setup-dev ## Fast offline tests: unit tests and the API's in-process route tests
+	$(BIN)/pytest tests/unit tests/api/routes
 
 .PHONY: lint
 lint: setup-dev ## ruff check, ruff format check and the strict type check (mypy on spamfilter, api, stages)
