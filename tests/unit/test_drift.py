@@ -223,3 +223,104 @@ def test_malformed_profile_names_the_stage() -> None:
         profile.reference_from_profile({"schema_version": profile.SCHEMA_VERSION, "texts": {}}, "p.json")
     with pytest.raises(DataError, match="schema_version"):
         profile.reference_from_profile({"schema_version": 99}, "p.json")
+
+
+# --------------------------------------------------------------------------- the decision on constructed windows
+# Synthetic, deterministic reference and windows (no texts: the checks that need them are skipped), with
+# counts chosen so that raw and corrected p-values, or F1 and its confirming tests, disagree.
+
+
+def spread(n: int, low: float, high: float) -> np.ndarray:
+    return np.linspace(low, high, n) if n else np.empty(0)
+
+
+def synthetic_scores(n: int, spam: int) -> np.ndarray:
+    """Scores of a confident model: ham spread over [0.01, 0.2], spam over [0.8, 0.99]."""
+    return np.concatenate([spread(n - spam, 0.01, 0.2), spread(spam, 0.8, 0.99)])
+
+
+def synthetic_reference() -> decision.Reference:
+    """2000 held-out messages, 260 spam (13%): 250 caught, 10 missed, 5 ham blocked."""
+    scores = synthetic_scores(2000, 255)
+    return decision.Reference(
+        texts=[],
+        descriptors={"length": 20.0 + (np.arange(5000) * 37 % 140)},
+        vocabulary={},
+        scores=scores,
+        predicted_spam=255,
+        label_spam=260,
+        label_total=2000,
+        confusion={"caught_spam": 250, "missed_spam": 10, "blocked_ham": 5, "correct_ham": 1735},
+        metrics={},
+        threshold=0.5,
+    )
+
+
+def synthetic_window(n: int, caught: int, missed: int = 0, blocked: int = 0, labelled: bool = True) -> decision.Window:
+    """`n` messages scored as the model would: `caught + blocked` predicted spam; with labels, `caught +
+    missed` are spam."""
+    predicted_spam = caught + blocked
+    scores = synthetic_scores(n, predicted_spam)
+    predicted = ["ham"] * (n - predicted_spam) + ["spam"] * predicted_spam
+    # In score order: correct ham, missed spam, blocked ham, caught spam.
+    truth: list[str | None] = ["ham"] * (n - predicted_spam - missed) + ["spam"] * missed
+    truth += ["ham"] * blocked + ["spam"] * caught
+    return decision.Window(
+        lengths=20.0 + (np.arange(n) * 37 % 140),
+        scores=scores,
+        predicted=predicted,
+        truth=truth if labelled else None,
+    )
+
+
+def checks_by_name(result: decision.MonitorResult) -> dict[str, checks.CheckResult]:
+    return {check.name: check for check in result.checks}
+
+
+def test_a_shift_significant_only_before_the_correction_does_not_fire() -> None:
+    """57 of 300 predicted spam (19%, +6 points): Fisher's p is below alpha, Holm's correction over the
+    three tests that run lifts it above; the effect is past its threshold, so only the correction stops it."""
+    result = decision.run_checks(synthetic_reference(), synthetic_window(300, 57, labelled=False), PARAMS)
+    rate = checks_by_name(result)["predicted_spam_rate"]
+    assert rate.effect_exceeded and rate.p_value is not None and rate.p_adjusted is not None
+    assert rate.p_value < PARAMS.alpha <= rate.p_adjusted
+    assert rate.drifted is False
+    assert (result.status, result.retrain_needed, result.reasons) == ("ok", False, [])
+    # Without the correction the same window would have fired: the test above depends on it.
+    uncorrected = decision.run_checks(
+        synthetic_reference(),
+        synthetic_window(300, 57, labelled=False),
+        PARAMS.model_copy(update={"correction": "none"}),
+    )
+    assert checks_by_name(uncorrected)["predicted_spam_rate"].drifted is True
+
+
+def test_a_shift_significant_after_the_correction_fires() -> None:
+    result = decision.run_checks(synthetic_reference(), synthetic_window(300, 66, labelled=False), PARAMS)
+    rate = checks_by_name(result)["predicted_spam_rate"]
+    assert rate.p_adjusted is not None and rate.p_adjusted < PARAMS.alpha
+    assert rate.drifted is True and result.retrain_needed is True
+    assert [reason.split(":")[0] for reason in result.reasons] == ["predicted_spam_rate"]
+
+
+def test_an_f1_drop_that_neither_precision_nor_recall_confirms_does_not_fire() -> None:
+    """26 spam in 200 labelled messages, 3 missed and 2 ham blocked: recall, precision and F1 all drop past
+    their tolerances, but on so few spam neither one-sided Fisher test is significant."""
+    result = decision.run_checks(synthetic_reference(), synthetic_window(200, 23, missed=3, blocked=2), PARAMS)
+    found = checks_by_name(result)
+    f1, precision, recall = found["quality:f1"], found["quality:precision"], found["quality:recall"]
+    assert f1.skipped is None and f1.effect_exceeded, f1
+    assert precision.effect_exceeded and recall.effect_exceeded
+    assert precision.drifted is False and recall.drifted is False
+    assert f1.drifted is False
+    assert not [check.name for check in result.checks if check.drifted]
+    assert result.retrain_needed is False
+
+
+def test_an_f1_drop_that_recall_confirms_fires() -> None:
+    result = decision.run_checks(synthetic_reference(), synthetic_window(400, 40, missed=12, blocked=1), PARAMS)
+    found = checks_by_name(result)
+    assert found["quality:recall"].drifted is True and found["quality:precision"].drifted is False
+    assert found["quality:f1"].drifted is True
+    assert result.retrain_needed is True
+    assert any(reason.startswith("quality:f1") for reason in result.reasons)
