@@ -4,7 +4,7 @@
     parse      parse_message(raw) -> MailRecord, looks_like_email(raw), DEFAULT_HEADER_FIELDS
     headers    header values: unfolding, 8-bit bytes, RFC 2047 words, address lists
     charsets   bytes to text: declared charset, else detected, else latin-1
-    transfer   base64, quoted-printable and uuencode undone leniently; decoded sizes estimated
+    transfer   transfer encodings known, RFC 2047 words undone, decoded sizes estimated
     html       HTML to text and link targets (selectolax behind a linear pre-pass)
     urls       web links in text and link targets, and their domains
 
