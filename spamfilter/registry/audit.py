@@ -114,3 +114,22 @@ def render_history(records: Sequence[PromotionRecord], name: str) -> str:
             "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
         )
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def history_markdown(records: Sequence[PromotionRecord]) -> str:
+    """The champion history as a Markdown table (newest first), for the registered model's description
+    in the MLflow UI; the machine-readable records stay in the `audit.*` tags."""
+    if not records:
+        return "No promotions yet."
+    lines = ["| # | when (UTC) | action | champion | previous | by | why |", "|---|---|---|---|---|---|---|"]
+    for record in sorted(records, key=lambda r: r.seq, reverse=True):
+        previous = f"v{record.previous}" if record.previous else "—"
+        lines.append(
+            f"| {record.seq} | {record.at} | {record.action} | v{record.version} | {previous} "
+            f"| {_cell(record.actor)} | {_cell(record.reason)} |"
+        )
+    return "\n".join(lines)

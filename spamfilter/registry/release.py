@@ -159,6 +159,7 @@ def record_verdict(settings: Settings, report: gate.GateReport) -> None:
             "gate.test_sha256": report.test_set.sha256,
         },
     )
+    tracking.describe_version(settings, report.challenger.version)
 
 
 def read_gate_report(path: Path) -> gate.GateReport:

@@ -31,8 +31,16 @@ from mlflow.tracking import MlflowClient
 import spamfilter
 from spamfilter.config import Settings
 from spamfilter.errors import ModelUnavailableError, RegistryError, TrackingError
-from spamfilter.registry.audit import PromotionRecord, rollback_target
-from spamfilter.registry.versions import LINEAGE_TAGS, MODEL_MD5_TAG, ModelVersion, parse_models_uri
+from spamfilter.registry.audit import PromotionRecord, history_markdown, rollback_target
+from spamfilter.registry.versions import (
+    CHANNEL_TAG,
+    LINEAGE_TAGS,
+    MODEL_MD5_TAG,
+    ModelVersion,
+    parse_models_uri,
+    registered_model_markdown,
+    version_markdown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +364,19 @@ def mark_challenger(settings: Settings, version: str, run_id: str, tags: Mapping
     lineage = {key: run_tags[key] for key in LINEAGE_TAGS if key in run_tags}
     set_version_tags(settings, version, {**lineage, **tags})
     set_alias(settings, CHALLENGER, version)
+    describe_version(settings, version)
+
+
+def describe_version(settings: Settings, version: str) -> None:
+    """Write a version's Markdown description for the MLflow UI from what the registry holds about it:
+    channel, held-out metrics, the gate's verdict (the `gate.*` tags) and lineage."""
+    found = registered_version(f"models:/{settings.registered_model}/{version}", settings)
+    verdict = {key.removeprefix("gate."): value for key, value in found.tags.items() if key.startswith("gate.")}
+    text = version_markdown(
+        found.version, found.lineage.get(CHANNEL_TAG, "sms"), found.metrics, found.lineage, verdict or None
+    )
+    with _store_errors(settings, f"describing {settings.registered_model} version {version}"):
+        _client(settings).update_model_version(settings.registered_model, version, description=text)
 
 
 def load_version(settings: Settings, ref: ModelVersion) -> Any:
@@ -461,6 +482,9 @@ def _switch_champion(
     now = _alias_version(client, name, CHAMPION)
     if now is None or now.version != version:
         raise RegistryError(f"{name}@{CHAMPION} is v{now.version if now else None} after setting it to v{version}")
+    channel = now.tags.get(CHANNEL_TAG, "sms")
+    history = history_markdown([*records, record])
+    client.update_registered_model(name, description=registered_model_markdown(name, channel, version, history))
     return record
 
 

@@ -181,3 +181,42 @@ def describe(version: ModelVersion, alias: str | None, threshold: float, channel
         params=param_values(version.params),
         channel=channel,
     )
+
+
+CHANNEL_PURPOSE: Mapping[str, str] = {
+    "sms": "Classifies SMS text messages as spam or ham.",
+    "email": "Classifies raw RFC 822 e-mails (headers a sender controls, MIME, HTML, URLs, attachments) as spam or ham.",
+}
+SHOWN_METRICS = ("f1", "mcc", "precision", "recall", "blocked_ham_rate", "spam_caught_rate", "roc_auc")
+
+
+def registered_model_markdown(name: str, channel: str, champion: str | None, history: str) -> str:
+    """The registered model's description in the MLflow UI: what it is, which version serves, the history."""
+    serving = f"`champion` is **v{champion}**." if champion else "No champion yet."
+    return (
+        f"# {name}\n\nChannel: **{channel}**. {CHANNEL_PURPOSE.get(channel, '')}\n\n"
+        f"{serving} `challenger` is the last version the pipeline evaluated; only a passed gate moves "
+        f"`champion` (`spamfilter gate` → `spamfilter promote`).\n\n## Champion history\n\n{history}\n"
+    )
+
+
+def version_markdown(
+    version: str,
+    channel: str,
+    metrics: Mapping[str, float],
+    lineage: Mapping[str, str],
+    verdict: Mapping[str, str] | None = None,
+) -> str:
+    """A version's description in the MLflow UI: channel, held-out metrics, the gate's verdict, lineage."""
+    metric_rows = "\n".join(f"| {key} | {metrics[key]:.4f} |" for key in SHOWN_METRICS if key in metrics)
+    lineage_rows = "\n".join(f"| {key} | `{lineage[key]}` |" for key in LINEAGE_TAGS if lineage.get(key))
+    gate = "Not judged by the gate yet."
+    if verdict:
+        gate = f"**{verdict.get('decision', '?').upper()}** at {verdict.get('evaluated_at', '?')}"
+        if verdict.get("champion"):
+            gate += f" against v{verdict['champion']}"
+        gate += f" (held-out split sha256 `{verdict.get('test_sha256', '')[:12]}…`)."
+    return (
+        f"# Version {version} ({channel})\n\n## Held-out metrics\n\n| metric | value |\n|---|---|\n{metric_rows}\n\n"
+        f"## Gate\n\n{gate}\n\n## Lineage\n\n| tag | value |\n|---|---|\n{lineage_rows}\n"
+    )

@@ -39,7 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A working directory with params.yaml as in the repo except min_test_rows (the fixture split is small)."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["gate"]["min_test_rows"] = 20
+    params["channels"]["sms"]["gate"]["min_test_rows"] = 20
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
     for key in ("GITHUB_OUTPUT", "GITHUB_ACTOR", "GITHUB_RUN_ID", "GITHUB_REPOSITORY"):
@@ -240,7 +240,7 @@ def test_no_challenger_and_unknown_metric_are_errors(
 
     tracking.set_alias(settings, "challenger", "1")
     params = yaml.safe_load(Path("params.yaml").read_text())
-    params["gate"]["guards"]["blocked_ham"] = 0.001
+    params["channels"]["sms"]["gate"]["guards"]["blocked_ham"] = 0.001
     Path("params.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["gate", "--test", str(store.test_path)]) == 1
     assert "gate.guards: Value error, unknown metric 'blocked_ham'" in capsys.readouterr().err

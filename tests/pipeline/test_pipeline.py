@@ -161,7 +161,7 @@ def test_drop_policy_writes_the_bad_rows_report(tmp_path: Path) -> None:
     project = make_project(tmp_path / "repo", {"SPAM_DATA": str(corpus)})
     project.spamfilter("data")
     params = yaml.safe_load((project.root / "params.yaml").read_text())
-    params["ingest"]["on_bad_row"] = "drop"
+    params["channels"]["sms"]["ingest"]["on_bad_row"] = "drop"
     (project.root / "params.yaml").write_text(yaml.safe_dump(params))
     project.python("stages/ingest.py")
     report = pd.read_csv(project.root / "reports/sms/bad_rows.tsv", sep="\t")

@@ -44,7 +44,7 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> Released:
     project = make_project(root / "repo", {"SPAM_DATA": str(corpus)})
     params_file = project.root / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
-    params["gate"]["min_test_rows"] = 50  # the fixture corpus's held-out split has 60 messages
+    params["channels"]["sms"]["gate"]["min_test_rows"] = 50  # the fixture corpus's held-out split has 60 messages
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     project.run("git", "commit", "-q", "-m", "gate params for the fixture corpus", "--", "params.yaml")
 
