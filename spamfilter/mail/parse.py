@@ -419,8 +419,8 @@ def _read_leaf(part: _Part, content_type: str, limits: MailLimits, body: _Body) 
         data, repaired = decode_base64(str(part.get_payload()))
         body.defects += repaired
     else:  # quoted-printable, uuencode: the email package decodes leniently, counting defects on the part
-        decoded = part.get_payload(decode=True)
-        data = decoded if isinstance(decoded, bytes) else b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
     charset = part.get_content_charset()
     is_html = content_type == "text/html"
     if is_html and charset is None:
