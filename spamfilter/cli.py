@@ -272,7 +272,10 @@ def _monitor(args: argparse.Namespace) -> int:
         github_output=_github_output(),
         channel=channel,
     )
-    report = monitor.run(request)
+    if args.retrain_if_no_profile and not request.profile.is_file():
+        report = monitor.no_reference(request)
+    else:
+        report = monitor.run(request)
     print(rendering.summary_table(report), end="")
     print(f"reports: {json_path}, {html_path}")
     return 0
@@ -316,6 +319,11 @@ def _add_monitor_commands(commands: Subcommands) -> None:
         "--model",
         type=Path,
         help="scores batches: a model.joblib, an MLflow model directory or a bundle (default: models/<channel>/model.joblib)",
+    )
+    monitor.add_argument(
+        "--retrain-if-no-profile",
+        action="store_true",
+        help="no reference profile yet (a first run): decide retrain_needed=true instead of failing",
     )
     monitor.add_argument("--json", type=Path, help="default: reports/<channel>/monitor.json")
     monitor.add_argument("--html", type=Path, help="default: reports/<channel>/monitor.html")

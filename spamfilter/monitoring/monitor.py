@@ -204,3 +204,29 @@ def run(request: MonitorRequest) -> dict[str, Any]:
     if request.github_output is not None:
         files.append_text(request.github_output, rendering.github_output(report))
     return report
+
+
+def no_reference(request: MonitorRequest) -> dict[str, Any]:
+    """The decision when the channel has no reference profile yet (the first run against an empty DVC
+    remote): there is nothing to compare the traffic with, so retrain, which writes the profile. The
+    reports and step outputs are written as by `run`, with status `no_reference`."""
+    reason = (
+        f"no reference profile at {request.profile}: the {request.channel} channel has no trained model to "
+        "compare the traffic with yet"
+    )
+    report: dict[str, Any] = {
+        "status": "no_reference",
+        "retrain_needed": True,
+        "reasons": [reason],
+        "message": "no reference profile yet: train the channel",
+        "window": {"size": 0, "with_text": 0, "labelled": 0, "source": "not read"},
+        "checks": [],
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reference": {"profile": str(request.profile), "threshold": None, "metrics": {}},
+        "params": request.params.model_dump(mode="json"),
+    }
+    files.write_json(request.json_path, report)
+    files.write_text(request.html_path, rendering.render_html(report))
+    if request.github_output is not None:
+        files.append_text(request.github_output, rendering.github_output(report))
+    return report
