@@ -129,11 +129,13 @@ def register_model(texts: list[str], labels: list[str], env: dict[str, str]) -> 
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], ready_url: str, log_path: Path) -> Iterator[None]:
+def server(
+    command: list[str], env: dict[str, str], ready_url: str, log_path: Path, start_timeout: float
+) -> Iterator[None]:
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + start_timeout
         streak = 0
         while streak < 10:  # ten answers running on fresh connections: every worker is up
             if process.poll() is not None or time.monotonic() > deadline:
@@ -289,6 +291,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32, 128])
     parser.add_argument("--batch-rounds", type=int, default=10)
     parser.add_argument("--log-records", type=int, default=20_000, help="records for the in-process log cost")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=600,
+        help="seconds a server may take to answer (a loaded machine is slow)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 s points, 1 round, 8 and 32 connections")
     args = parser.parse_args()
     if args.quick:
@@ -297,8 +305,15 @@ def main() -> int:
         print("error: wrk not found (apt-get install wrk)", file=sys.stderr)
         return 1
 
-    texts, labels = load_corpus(args.corpus)
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    try:
+        return run(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
+    texts, labels = load_corpus(args.corpus)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "SPAM_", "API_"))}
     env.update(
         {
@@ -352,6 +367,7 @@ def main() -> int:
                 {**api_env, "PORT": str(ports["api"]), "PREDICTION_LOG_URL": log_url},
                 f"{base['api']}/ready",
                 tmp / "api.log",
+                args.start_timeout,
             )
         )
         stack.enter_context(
@@ -360,9 +376,12 @@ def main() -> int:
                 {**api_env, "PORT": str(ports["api-nolog"]), "PREDICTION_LOG_URL": ""},
                 f"{base['api-nolog']}/ready",
                 tmp / "api-nolog.log",
+                args.start_timeout,
             )
         )
-        stack.enter_context(server(mlflow_command, env, f"{base['mlflow']}/ping", tmp / "mlflow.log"))
+        stack.enter_context(
+            server(mlflow_command, env, f"{base['mlflow']}/ping", tmp / "mlflow.log", args.start_timeout)
+        )
         runs = measure(targets, args.connections, args.rounds, args.duration, ledger)
         print(f"\n/predict/batch of {len(batch_texts)} texts vs in-process, {args.batch_rounds} interleaved rounds:")
         rates = batch_rounds(f"{base['api']}/predict/batch", batch_texts, args.batch_rounds, in_process)
@@ -417,7 +436,6 @@ def main() -> int:
     )
     if args.quick:
         print("  (--quick: a smoke run; these are not the figures to publish)")
-    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
