@@ -3,6 +3,7 @@
 Sub-packages by concern, each importing only those before it:
 
     config, errors, files, labels, entry   top level: settings and params, error types, atomic files
+    mail         RFC 822 e-mail parsing within limits (MIME, charsets, HTML, URLs, attachments)
     data         corpus formats, parsing, acquisition, the simulated feed, DVC remote storage
     modeling     text normalisation, featurizer, classifiers, lean scorer, metrics, plots
     registry     MLflow tracking (the one mlflow importer), gate, release, audit, bundle, PR report

@@ -18,6 +18,11 @@ class DataError(SpamfilterError, ValueError):
     """Input data cannot be used; the message says which file and line (or archive member), and why."""
 
 
+class MailError(SpamfilterError, ValueError):
+    """An e-mail cannot be accepted: over a limit, or not an e-mail at all. The text names the limit and
+    its params key, or what is missing; the caller adds where the message came from."""
+
+
 class ModelInputError(SpamfilterError, ValueError, TypeError):
     """What a model was asked to score has the wrong shape (a ValueError to scikit-learn callers) or
     type (a TypeError); the message names the row or column."""

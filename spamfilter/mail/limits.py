@@ -1,7 +1,8 @@
 """What a message may cost before it is refused: `MailLimits`, and `MailError` for a refused message.
 
 Training reads untrusted archives and serving reads whatever a client posts, so every e-mail goes through
-the same limits. Each limit is named in params under `email.parse` (`PARAMS_SECTION`), and a refusal names
+the same limits. Each limit is a param under `channels.email.ingest.limits` (`PARAMS_SECTION`; defaults in
+`spamfilter.config.MailLimitsParams`, their one home), and a refusal names
 the limit, the measured value and that key, so a caller can report it or raise the limit on purpose.
 """
 
@@ -9,22 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from spamfilter.errors import ConfigError, SpamfilterError
+from spamfilter.config import MailLimitsParams
+from spamfilter.errors import ConfigError, MailError
 
-PARAMS_SECTION = "email.parse"
+__all__ = ["DEFAULT_LIMITS", "MAX_DEPTH_CEILING", "PARAMS_SECTION", "MailError", "MailLimits", "params_key"]
+
+PARAMS_SECTION = "channels.email.ingest.limits"
+_DEFAULTS = MailLimitsParams()
 
 # The parser nests one Python frame per MIME level, so the depth limit stays far below the interpreter's
 # recursion limit (1,000) whatever params say.
 MAX_DEPTH_CEILING = 100
 
 
-class MailError(SpamfilterError, ValueError):
-    """A message cannot be accepted: over a limit, or not an e-mail at all. The text names the limit and
-    its params key, or what is missing; the caller adds where the message came from."""
-
-
 def params_key(limit: str) -> str:
-    """The params key of a limit, e.g. `email.parse.max_bytes`: what an error tells the user to raise."""
+    """The params key of a limit, e.g. `channels.email.ingest.limits.max_bytes`: what an error tells the
+    user to raise."""
     return f"{PARAMS_SECTION}.{limit}"
 
 
@@ -43,11 +44,11 @@ class MailLimits:
       largest in the SpamAssassin corpus is 82 KB).
     """
 
-    max_bytes: int = 1_048_576
-    max_parts: int = 100
-    max_depth: int = 10
-    max_decoded_bytes: int = 4_194_304
-    max_html_chars: int = 262_144
+    max_bytes: int = _DEFAULTS.max_bytes
+    max_parts: int = _DEFAULTS.max_parts
+    max_depth: int = _DEFAULTS.max_depth
+    max_decoded_bytes: int = _DEFAULTS.max_decoded_bytes
+    max_html_chars: int = _DEFAULTS.max_html_chars
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -537,14 +537,16 @@ def test_size_limit_is_checked_before_parsing() -> None:
     raw = message(body=b"x" * 5_000)
     with pytest.raises(MailError) as refused:
         parse_message(raw, MailLimits(max_bytes=4_000))
-    assert str(refused.value) == (f"message is {len(raw):,} bytes, over the 4,000-byte limit (email.parse.max_bytes)")
+    assert str(refused.value) == (
+        f"message is {len(raw):,} bytes, over the 4,000-byte limit (channels.email.ingest.limits.max_bytes)"
+    )
     assert parse_message(raw, MailLimits(max_bytes=len(raw))).size == len(raw)
-    with pytest.raises(MailError, match=r"at least 5,000 bytes.*email\.parse\.max_bytes"):
+    with pytest.raises(MailError, match=r"at least 5,000 bytes.*channels\.email\.ingest\.limits\.max_bytes"):
         parse_message("x" * 5_000, MailLimits(max_bytes=4_000))
 
 
 def test_default_size_limit_is_one_mebibyte() -> None:
-    with pytest.raises(MailError, match=r"1,048,576-byte limit \(email\.parse\.max_bytes\)"):
+    with pytest.raises(MailError, match=r"1,048,576-byte limit \(channels\.email\.ingest\.limits\.max_bytes\)"):
         parse_message(message(body=b"y" * 1_048_576))
 
 
@@ -557,7 +559,7 @@ def test_parts_limit() -> None:
     with pytest.raises(MailError) as refused:
         parse_message(flat_parts(5), MailLimits(max_parts=5))
     assert "more than 5 MIME parts" in str(refused.value)
-    assert "email.parse.max_parts" in str(refused.value)
+    assert "channels.email.ingest.limits.max_parts" in str(refused.value)
 
 
 def nested_multipart(levels: int) -> bytes:
@@ -577,14 +579,20 @@ def test_depth_limit(nested: Callable[[int], bytes]) -> None:
     assert "innermost" in record.body_text
     with pytest.raises(MailError) as refused:
         parse_message(nested(4), MailLimits(max_depth=3))
-    assert str(refused.value) == "message nests MIME parts 4 deep, over the limit of 3 (email.parse.max_depth)"
+    assert (
+        str(refused.value)
+        == "message nests MIME parts 4 deep, over the limit of 3 (channels.email.ingest.limits.max_depth)"
+    )
 
 
 @pytest.mark.parametrize("nested", [nested_multipart, nested_messages])
 def test_five_thousand_levels_are_refused_at_the_first_level_too_deep(nested: Callable[[int], bytes]) -> None:
     raw = nested(5_000)
     assert len(raw) < 1_048_576  # refused for its depth, not its size
-    with pytest.raises(MailError, match=r"nests MIME parts 11 deep, over the limit of 10 \(email\.parse\.max_depth\)"):
+    with pytest.raises(
+        MailError,
+        match=r"nests MIME parts 11 deep, over the limit of 10 \(channels\.email\.ingest\.limits\.max_depth\)",
+    ):
         parse_message(raw)
 
 
@@ -595,7 +603,7 @@ def test_decoded_size_limit_counts_attachments_without_decoding_them() -> None:
     raw = mime_message(multipart("mixed", part("text/plain", b"small"), attachment))
     with pytest.raises(MailError) as refused:
         parse_message(raw, MailLimits(max_decoded_bytes=2_000))
-    assert "over the 2,000-byte limit (email.parse.max_decoded_bytes)" in str(refused.value)
+    assert "over the 2,000-byte limit (channels.email.ingest.limits.max_decoded_bytes)" in str(refused.value)
     assert parse_message(raw, MailLimits(max_decoded_bytes=3_005)).attachments[0].size == 3_000
 
 
@@ -611,11 +619,11 @@ def test_html_beyond_its_limit_is_cut_and_counted() -> None:
 @pytest.mark.parametrize(
     ("limits", "key"),
     [
-        ({"max_bytes": 0}, "email.parse.max_bytes"),
-        ({"max_parts": -1}, "email.parse.max_parts"),
-        ({"max_depth": 101}, "email.parse.max_depth"),
-        ({"max_decoded_bytes": 1.5}, "email.parse.max_decoded_bytes"),
-        ({"max_html_chars": True}, "email.parse.max_html_chars"),
+        ({"max_bytes": 0}, "channels.email.ingest.limits.max_bytes"),
+        ({"max_parts": -1}, "channels.email.ingest.limits.max_parts"),
+        ({"max_depth": 101}, "channels.email.ingest.limits.max_depth"),
+        ({"max_decoded_bytes": 1.5}, "channels.email.ingest.limits.max_decoded_bytes"),
+        ({"max_html_chars": True}, "channels.email.ingest.limits.max_html_chars"),
     ],
 )
 def test_invalid_limits_are_configuration_errors(limits: dict[str, object], key: str) -> None:
