@@ -315,10 +315,33 @@ def test_promotion_is_compare_and_set(store: Store, workdir: Path, monkeypatch: 
     assert [r.version for r in tracking.promotion_history(settings)] == ["3"]
 
 
-def test_two_promotions_at_once_leave_one_consistent_champion(
+def race(barrier: Path, commands: dict[str, list[str]], env: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """Run each racer's command in its own process, meeting the other inside the critical section
+    (tests/model/promotion_race.py); returns racer → (exit code, stderr)."""
+    names = list(commands)
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "tests.model.promotion_race", str(barrier), name, other, "--", *commands[name]],
+            env={**env, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, other in zip(names, reversed(names), strict=True)
+    }
+    outcomes = {}
+    for name, process in processes.items():
+        _, stderr = process.communicate(timeout=300)
+        outcomes[name] = (process.returncode, stderr)
+    return outcomes
+
+
+def test_two_promotions_meeting_inside_the_critical_section_leave_one_champion(
     store: Store, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two real processes act on verdicts both judged against v1: exactly one may win."""
+    """Two real processes act on verdicts both judged against v1 and are made to meet after comparing
+    the champion and before moving it: the promotion lock must hold the second outside, so it compares
+    against the winner and is refused."""
     settings = store.register("race", "weak", "good", "good_again")
     use(monkeypatch, settings)
     reports = {}
@@ -328,26 +351,17 @@ def test_two_promotions_at_once_leave_one_consistent_champion(
         assert code == 0 and report["decision"] == "promote" and report["champion"]["version"] == "1"
         reports[challenger] = workdir / f"gate-{challenger}.json"
         Path("reports/sms/gate.json").rename(reports[challenger])
+    barrier = workdir / "barrier"
+    barrier.mkdir()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    processes = {
-        challenger: subprocess.Popen(
-            [sys.executable, "-m", "spamfilter.cli", "promote", "--report", str(path)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for challenger, path in reports.items()
-    }
-    outcomes = {challenger: (p.wait(timeout=120), p.stderr.read()) for challenger, p in processes.items()}
-    for process in processes.values():
-        process.stdout.close()
-        process.stderr.close()
-    winners = [challenger for challenger, (code, _) in outcomes.items() if code == 0]
+    commands = {f"v{c}": ["spamfilter", "promote", "--report", str(path)] for c, path in reports.items()}
+    outcomes = race(barrier, commands, env)
+    assert {path.name for path in barrier.iterdir()} >= {"v2.at-lock", "v3.at-lock"}, "both reached the lock"
+    winners = [name for name, (code, _) in outcomes.items() if code == 0]
     assert len(winners) == 1, outcomes
     (loser,) = set(outcomes) - set(winners)
     assert "but the gate judged" in outcomes[loser][1] and "Champion unchanged" in outcomes[loser][1]
-    assert champion_of(settings) == winners[0]
+    assert champion_of(settings) == winners[0].removeprefix("v")
     records = tracking.promotion_history(settings)
-    assert [(r.version, r.previous) for r in records] == [(winners[0], "1")]
+    assert [(r.version, r.previous) for r in records] == [(winners[0].removeprefix("v"), "1")]
