@@ -204,17 +204,29 @@ require-env: ## Fail fast naming every unset variable among NAMES="A B …" (the
 remote-default: setup ## Make DVC_REMOTE (e.g. s3) the default DVC remote, in .dvc/config.local (CI)
 	$(BIN)/dvc remote default --local $(DVC_REMOTE)
 
+# The channels a retrain builds (CHANNEL=…, default every one) and the DVC targets it pushes for each.
+retrain_channels = $(or $(CHANNEL),$(CHANNELS))
+channel_targets = data/raw/$(1).dvc ingest@$(1) featurize@$(1) train@$(1) evaluate@$(1)
+
 .PHONY: retrain
-retrain: data ## Retrain: dvc repro (pulling unchanged outputs from the remote), then push to the DVC remote
-	$(BIN)/dvc repro --pull
-	$(BIN)/spamfilter push $(if $(DVC_REMOTE),--remote $(DVC_REMOTE))
+retrain: setup ## Retrain CHANNEL (default: every channel): its raw data, dvc repro of its stages (pulling unchanged outputs), dvc push of them
+	@for channel in $(retrain_channels); do $(BIN)/spamfilter data --channel $$channel || exit 1; done
+	$(BIN)/dvc repro --pull $(foreach channel,$(retrain_channels),evaluate@$(channel))
+	$(BIN)/spamfilter push $(if $(DVC_REMOTE),--remote $(DVC_REMOTE)) $(foreach channel,$(retrain_channels),$(call channel_targets,$(channel)))
+
+.PHONY: export-all
+export-all: setup ## Write every channel's champion (or ALIAS=<alias>) as a bundle in $(BUNDLE)/<channel>/; a channel that has none is named and skipped
+	@for channel in $(CHANNELS); do \
+	  $(BIN)/spamfilter export --channel $$channel --out $(BUNDLE)/$$channel $(if $(ALIAS),--alias $(ALIAS)) \
+	    || echo "export-all: no bundle for $$channel (the error above); the report shows it as not judged"; \
+	done
 
 .PHONY: report
 report: setup ## Write report.md: metrics and params diff against REPORT_BASE, plots, gate vs the champions in CHAMPION_BUNDLES/<channel>
 	$(BIN)/spamfilter report --base $(REPORT_BASE) $(if $(CHAMPION_BUNDLES),--champion-dir $(CHAMPION_BUNDLES)) $(REPORT_ARGS)
 
 .PHONY: deploy
-deploy: ## Run deploy/deploy.sh on this host (DEPLOY_IMAGE, DEPLOY_TAG, EXPECTED_VERSION; rolls back on failure)
+deploy: ## Run deploy/deploy.sh on this host (DEPLOY_IMAGE, DEPLOY_TAG, EXPECTED_VERSIONS="sms=3 email=2"; rolls back on failure)
 	deploy/deploy.sh
 
 .PHONY: deploy-ec2
@@ -222,5 +234,5 @@ deploy-ec2: ## Copy deploy/ to the EC2 host and run deploy.sh there over SSH (EC
 	deploy/remote-deploy.sh
 
 .PHONY: ci-local
-ci-local: setup ## Rehearse the pipeline workflow here: monitor → retrain → gate → export → deploy (local) → promote
+ci-local: setup ## Rehearse the pipeline workflow here, every channel: monitor → retrain → gate → record → export → deploy (local) → promote
 	deploy/ci-local.sh

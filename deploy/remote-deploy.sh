@@ -3,14 +3,14 @@
 # deploy.sh there; its exit status (non-zero after a rollback) is this script's.
 #
 #   EC2_HOST=… EC2_USER=… EC2_SSH_KEY="$(cat key.pem)" DEPLOY_IMAGE=user/spamfilter-api \
-#   DEPLOY_TAG=<git sha> EXPECTED_VERSION=<model version> deploy/remote-deploy.sh
+#   DEPLOY_TAG=<git sha> EXPECTED_VERSIONS="sms=3 email=2" deploy/remote-deploy.sh
 #
 # Optional: EC2_KNOWN_HOSTS (the host's key line; without it the first key seen is trusted),
 # EC2_PORT (22), EC2_DEPLOY_DIR (spamfilter, under the user's home), READY_TIMEOUT.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-"$here/require-env.sh" EC2_HOST EC2_USER EC2_SSH_KEY DEPLOY_IMAGE DEPLOY_TAG EXPECTED_VERSION
+"$here/require-env.sh" EC2_HOST EC2_USER EC2_SSH_KEY DEPLOY_IMAGE DEPLOY_TAG EXPECTED_VERSIONS
 
 workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
@@ -32,6 +32,6 @@ ssh "${ssh_opts[@]}" "$target" "mkdir -p $(printf '%q' "$remote_dir")"
 scp "${ssh_opts[@]}" "$here/deploy.sh" "$here/require-env.sh" "$here/docker-compose.yml" "$target:$remote_dir/"
 remote_command="cd $(printf '%q' "$remote_dir") && chmod +x deploy.sh require-env.sh && \
 DEPLOY_IMAGE=$(printf '%q' "$DEPLOY_IMAGE") DEPLOY_TAG=$(printf '%q' "$DEPLOY_TAG") \
-EXPECTED_VERSION=$(printf '%q' "$EXPECTED_VERSION") READY_TIMEOUT=$(printf '%q' "${READY_TIMEOUT:-120}") ./deploy.sh"
+EXPECTED_VERSIONS=$(printf '%q' "$EXPECTED_VERSIONS") READY_TIMEOUT=$(printf '%q' "${READY_TIMEOUT:-120}") ./deploy.sh"
 # shellcheck disable=SC2029
 ssh "${ssh_opts[@]}" "$target" "$remote_command"

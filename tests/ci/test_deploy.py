@@ -1,6 +1,7 @@
 """deploy/deploy.sh, require-env.sh and remote-deploy.sh, driven with stand-in `docker`, `ssh` and `scp`
 commands on PATH that record their calls. The API is a real HTTP server whose answers depend on the
-image the stand-in `docker compose up` last started, so deploy.sh's real curl checks run against it."""
+image the stand-in `docker compose up` last started (the model version of each channel it serves), so
+deploy.sh's real curl and JSON checks run against it."""
 
 from __future__ import annotations
 
@@ -44,10 +45,12 @@ class Host:
 
     dir: Path
     env: dict[str, str]
-    versions: dict[str, str | None]  # tag → the model version its API reports (None: never ready)
+    # tag → the /model body its API answers: a version per channel, or one version (an image from before
+    # the channels), or None: never ready.
+    versions: dict[str, dict[str, str] | str | None]
 
-    def deploy(self, tag: str, version: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        env = {**self.env, "DEPLOY_TAG": tag, "EXPECTED_VERSION": version, **extra}
+    def deploy(self, tag: str, versions: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, "DEPLOY_TAG": tag, "EXPECTED_VERSIONS": versions, **extra}
         return subprocess.run(
             [str(DEPLOY / "deploy.sh")], env=env, capture_output=True, text=True, timeout=60, check=False
         )
@@ -81,7 +84,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     write_executable(bin_dir / "docker", FAKE_DOCKER)
     (tmp_path / "docker").mkdir()
     (tmp_path / "host").mkdir()
-    versions: dict[str, str | None] = {}
+    versions: dict[str, dict[str, str] | str | None] = {}
     running = tmp_path / "docker" / "running"
 
     class Api(BaseHTTPRequestHandler):
@@ -92,7 +95,11 @@ def host(tmp_path: Path) -> Iterator[Host]:
                 self.send_response(503 if image else 502)
                 self.end_headers()
                 return
-            body = {"status": "ready"} if self.path == "/ready" else {"name": "spam-classifier", "version": version}
+            body: dict[str, object] = {"status": "ready"}
+            if self.path == "/model" and isinstance(version, dict):
+                body = {"channels": {name: {"name": f"model-{name}", "version": v} for name, v in version.items()}}
+            elif self.path == "/model":
+                body = {"name": "spam-classifier", "version": version}
             data = json.dumps(body, separators=(",", ":")).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -125,11 +132,11 @@ def compose_ups(calls: list[str]) -> list[str]:
     return [call.split("|", 1)[0] for call in calls if " up " in f" {call.split('|', 1)[1]} "]
 
 
-def test_deploy_pulls_brings_up_checks_the_version_and_records_the_tag(host: Host) -> None:
-    host.versions["aaa"] = "1"
-    result = host.deploy("aaa", "1")
+def test_deploy_pulls_brings_up_checks_every_channels_version_and_records_the_tag(host: Host) -> None:
+    host.versions["aaa"] = {"sms": "3", "email": "1"}
+    result = host.deploy("aaa", "sms=3 email=1")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "serves model version 1" in result.stdout
+    assert "is ready and serves sms=3, email=1" in result.stdout
     calls = host.calls()
     assert calls[0] == f"|pull {IMAGE}:aaa"
     assert compose_ups(calls) == [f"{IMAGE}:aaa"]
@@ -139,11 +146,11 @@ def test_deploy_pulls_brings_up_checks_the_version_and_records_the_tag(host: Hos
 
 
 def test_a_successful_deploy_is_idempotent(host: Host) -> None:
-    host.versions.update({"aaa": "1", "bbb": "2"})
-    assert host.deploy("aaa", "1").returncode == 0
-    assert host.deploy("bbb", "2").returncode == 0
+    host.versions.update({"aaa": {"sms": "1", "email": "1"}, "bbb": {"sms": "2", "email": "1"}})
+    assert host.deploy("aaa", "sms=1 email=1").returncode == 0
+    assert host.deploy("bbb", "sms=2 email=1").returncode == 0
     host.clear_calls()
-    again = host.deploy("bbb", "2")
+    again = host.deploy("bbb", "sms=2 email=1")
     assert again.returncode == 0, again.stderr
     # The same commands as any deploy (compose keeps a container whose image did not change) …
     assert host.calls()[0] == f"|pull {IMAGE}:bbb" and compose_ups(host.calls()) == [f"{IMAGE}:bbb"]
@@ -153,10 +160,10 @@ def test_a_successful_deploy_is_idempotent(host: Host) -> None:
 
 
 def test_failed_health_check_rolls_back_to_the_previous_tag_and_exits_non_zero(host: Host) -> None:
-    host.versions.update({"good": "1", "bad": None})
-    assert host.deploy("good", "1").returncode == 0
+    host.versions.update({"good": {"sms": "1", "email": "1"}, "bad": None})
+    assert host.deploy("good", "sms=1 email=1").returncode == 0
     host.clear_calls()
-    result = host.deploy("bad", "2")
+    result = host.deploy("bad", "sms=2 email=1")
     assert result.returncode == 1
     assert "/ready not answering 200" in result.stderr
     assert f"rolled back to {IMAGE}:good" in result.stderr
@@ -167,31 +174,54 @@ def test_failed_health_check_rolls_back_to_the_previous_tag_and_exits_non_zero(h
     assert host.recorded(".deployed-tag") == "good"
 
 
-def test_a_wrong_model_version_is_a_failed_deploy(host: Host) -> None:
-    host.versions.update({"good": "1", "stale": "1"})
-    assert host.deploy("good", "1").returncode == 0
-    result = host.deploy("stale", "2")
+@pytest.mark.parametrize(
+    ("served", "shown"),
+    [
+        ({"sms": "2", "email": "1"}, "sms=2 email=1"),  # the e-mail channel serves its old model
+        ({"sms": "2"}, "sms=2"),  # the e-mail channel is not served at all
+    ],
+    ids=["stale-channel", "missing-channel"],
+)
+def test_one_channel_not_serving_its_expected_version_is_a_failed_deploy(
+    host: Host, served: dict[str, str], shown: str
+) -> None:
+    host.versions.update({"good": {"sms": "1", "email": "1"}, "new": served})
+    assert host.deploy("good", "sms=1 email=1").returncode == 0
+    result = host.deploy("new", "sms=2 email=2")
     assert result.returncode == 1
-    assert "/model reports version '1'" in result.stderr and "expected model version 2" in result.stderr
+    assert f"/model reports '{shown}'" in result.stderr and "(expected sms=2 email=2)" in result.stderr
     assert host.running() == f"{IMAGE}:good" and host.recorded(".deployed-tag") == "good"
 
 
+def test_an_image_with_one_model_answers_for_the_sms_channel(host: Host) -> None:
+    # /model of an image from before the channels: {"name": …, "version": "4"}. It serves SMS only, so a
+    # deploy expecting an e-mail model too fails, and rolling back to it is checked as any rollback.
+    host.versions.update({"old": "4", "new": None})
+    assert host.deploy("old", "sms=4").returncode == 0
+    failed = host.deploy("old", "sms=4 email=1")
+    assert failed.returncode == 1 and "/model reports 'sms=4'" in failed.stderr
+    host.versions["old"] = "4"
+    result = host.deploy("new", "sms=5 email=1")
+    assert result.returncode == 1 and f"rolled back to {IMAGE}:old" in result.stderr
+    assert "serves sms=4" in result.stdout
+
+
 def test_rerunning_a_deployed_tag_that_now_fails_rolls_back_to_the_one_before(host: Host) -> None:
-    host.versions.update({"aaa": "1", "bbb": "2"})
-    assert host.deploy("aaa", "1").returncode == 0
-    assert host.deploy("bbb", "2").returncode == 0
+    host.versions.update({"aaa": {"sms": "1"}, "bbb": {"sms": "2"}})
+    assert host.deploy("aaa", "sms=1").returncode == 0
+    assert host.deploy("bbb", "sms=2").returncode == 0
     host.versions["bbb"] = None
-    result = host.deploy("bbb", "2")
+    result = host.deploy("bbb", "sms=2")
     assert result.returncode == 1
     assert host.running() == f"{IMAGE}:aaa" and host.recorded(".deployed-tag") == "aaa"
 
 
 def test_a_tag_that_cannot_be_pulled_changes_nothing(host: Host) -> None:
-    host.versions["good"] = "1"
-    assert host.deploy("good", "1").returncode == 0
+    host.versions["good"] = {"sms": "1", "email": "1"}
+    assert host.deploy("good", "sms=1 email=1").returncode == 0
     (host.dir / "docker" / "missing").write_text(f"{IMAGE}:ghost\n")
     host.clear_calls()
-    result = host.deploy("ghost", "2")
+    result = host.deploy("ghost", "sms=2 email=1")
     assert result.returncode == 1 and f"cannot pull {IMAGE}:ghost; nothing changed" in result.stderr
     assert compose_ups(host.calls()) == []
     assert host.running() == f"{IMAGE}:good" and host.recorded(".deployed-tag") == "good"
@@ -199,19 +229,26 @@ def test_a_tag_that_cannot_be_pulled_changes_nothing(host: Host) -> None:
 
 def test_a_failed_first_deploy_stops_the_container_and_exits_non_zero(host: Host) -> None:
     host.versions["bad"] = None
-    result = host.deploy("bad", "1")
+    result = host.deploy("bad", "sms=1 email=1")
     assert result.returncode == 1 and "no previous tag to roll back to" in result.stderr
     assert any(call.endswith(" down") for call in host.calls())
     assert host.running() is None and host.recorded(".deployed-tag") is None
 
 
+@pytest.mark.parametrize("versions", ["3", "sms=3 email", "sms=v3", "sms=3,email=2"])
+def test_expected_versions_that_are_not_channel_equals_version_are_refused(host: Host, versions: str) -> None:
+    result = host.deploy("aaa", versions)
+    assert result.returncode == 2 and "is not channel=version" in result.stderr
+    assert host.calls() == [], "nothing ran"
+
+
 def test_missing_variables_fail_fast_by_name(host: Host) -> None:
     env = {k: v for k, v in host.env.items() if k != "DEPLOY_IMAGE"}
     result = subprocess.run(
-        [str(DEPLOY / "deploy.sh")], env={**env, "EXPECTED_VERSION": ""}, capture_output=True, text=True, check=False
+        [str(DEPLOY / "deploy.sh")], env={**env, "EXPECTED_VERSIONS": ""}, capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
-    assert "missing required secret(s) or variable(s): DEPLOY_IMAGE DEPLOY_TAG EXPECTED_VERSION" in result.stderr
+    assert "missing required secret(s) or variable(s): DEPLOY_IMAGE DEPLOY_TAG EXPECTED_VERSIONS" in result.stderr
     assert host.calls() == [], "nothing ran"
 
 
@@ -259,7 +296,7 @@ def test_remote_deploy_copies_the_files_and_runs_deploy_sh_with_its_settings(tmp
         "EC2_SSH_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-key\n-----END OPENSSH PRIVATE KEY-----",
         "DEPLOY_IMAGE": IMAGE,
         "DEPLOY_TAG": "0123abc",
-        "EXPECTED_VERSION": "7",
+        "EXPECTED_VERSIONS": "sms=7 email=2",
     }
     result = subprocess.run(
         [str(DEPLOY / "remote-deploy.sh")], env=env, capture_output=True, text=True, timeout=30, check=False
@@ -273,7 +310,8 @@ def test_remote_deploy_copies_the_files_and_runs_deploy_sh_with_its_settings(tmp
     )
     command = calls[2][2]
     assert "ubuntu@ec2.example.com" in command
-    assert f"DEPLOY_IMAGE={IMAGE} DEPLOY_TAG=0123abc EXPECTED_VERSION=7" in command and "./deploy.sh" in command
+    assert f"DEPLOY_IMAGE={IMAGE} DEPLOY_TAG=0123abc EXPECTED_VERSIONS=sms=7\\ email=2" in command
+    assert "./deploy.sh" in command
     assert "PRIVATE KEY" not in log.read_text()
     leftover = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("tmp*") if (p / "key").exists()]
     assert not leftover, "the key is removed afterwards"
@@ -283,7 +321,7 @@ def test_remote_deploy_without_the_ssh_key_fails_naming_it(tmp_path: Path) -> No
     env = {"PATH": "/usr/bin:/bin", "EC2_HOST": "h", "EC2_USER": "u", "DEPLOY_IMAGE": IMAGE, "DEPLOY_TAG": "t"}
     result = subprocess.run(
         [str(DEPLOY / "remote-deploy.sh")],
-        env={**env, "EXPECTED_VERSION": "1"},
+        env={**env, "EXPECTED_VERSIONS": "sms=1"},
         capture_output=True,
         text=True,
         check=False,

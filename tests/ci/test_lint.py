@@ -69,7 +69,7 @@ def test_shellcheck_passes(script: Path) -> None:
 
 def test_shell_scripts_are_all_checked() -> None:
     names = {path.name for path in SHELL_SCRIPTS}
-    assert {"deploy.sh", "require-env.sh", "remote-deploy.sh", "ci-local.sh", "local-docker.sh"} <= names
+    assert {"deploy.sh", "require-env.sh", "remote-deploy.sh", "ci-local.sh", "local-docker.sh", "pipeline.sh"} <= names
 
 
 def test_yamllint_passes() -> None:
@@ -123,17 +123,46 @@ def test_pipeline_workflow_triggers_chain_and_permissions() -> None:
     assert "deploy_needed == 'true'" in jobs["build-push"]["if"]
     assert set(jobs["deploy"]["needs"]) == {"retrain", "build-push"}
     runs = {name: [step.get("run", "") for step in job["steps"]] for name, job in jobs.items()}
-    assert any("make monitor" in r for r in runs["monitor"])
-    assert any("make retrain" in r for r in runs["retrain"]) and any("make gate" in r for r in runs["retrain"])
-    assert any("make export" in r for r in runs["build-push"])
+    # Every channel goes through the same per-channel steps that `make ci-local` runs.
+    assert "deploy/pipeline.sh monitor" in runs["monitor"]
+    assert "deploy/pipeline.sh retrain" in runs["retrain"] and "deploy/pipeline.sh record" in runs["retrain"]
+    assert "deploy/pipeline.sh export" in runs["build-push"]
+    monitor_step = next(step for step in jobs["monitor"]["steps"] if step.get("id") == "monitor")
+    assert (
+        "inputs.force_retrain" in monitor_step["env"]["FORCE_RETRAIN"] and monitor_step["env"]["MONITOR_PULL"] == "true"
+    )
+    assert "{channel}" in monitor_step["env"]["MONITOR_ARGS"]
+    # One channel's failure does not cancel the others' chain: the next jobs run unless the run was cancelled.
+    for name in ("retrain", "build-push", "deploy"):
+        assert jobs[name]["if"].startswith("${{ !cancelled() &&"), name
+    assert "needs.build-push.result == 'success'" in jobs["deploy"]["if"]
     deploy_steps = runs["deploy"]
-    deploy_at = next(i for i, r in enumerate(deploy_steps) if "make deploy-ec2" in r)
-    promote_at = next(i for i, r in enumerate(deploy_steps) if "make promote" in r)
+    deploy_at = deploy_steps.index("make deploy-ec2")
+    promote_at = deploy_steps.index("deploy/pipeline.sh promote")
     assert deploy_at < promote_at, "promotion only after the deploy's health check passed"
     assert "if" not in jobs["deploy"]["steps"][promote_at], "promote runs only when every step before succeeded"
+    assert "promote_channels" in jobs["deploy"]["env"]["PROMOTE_CHANNELS"]
+    assert "expected_versions" in jobs["deploy"]["env"]["EXPECTED_VERSIONS"]
     build = next(step for step in jobs["build-push"]["steps"] if step.get("uses", "").startswith("docker/build-push"))
     tags = build["with"]["tags"]
-    assert "github.sha" in tags and "challenger_version" in tags and ":latest" in tags
+    assert "github.sha" in tags and "models_tag" in tags and ":latest" in tags
+
+
+def test_only_the_retrain_job_may_write_and_it_opens_a_pull_request_with_cml() -> None:
+    jobs = workflow("pipeline.yml")["jobs"]
+    writers = {name: job["permissions"] for name, job in jobs.items() if "permissions" in job}
+    assert writers == {"retrain": {"contents": "write", "pull-requests": "write"}}
+    steps = jobs["retrain"]["steps"]
+    cml = next(i for i, step in enumerate(steps) if step.get("uses") == "iterative/setup-cml@v2")
+    record = next(i for i, step in enumerate(steps) if step.get("run") == "deploy/pipeline.sh record")
+    assert cml < record
+    env = steps[record]["env"]
+    assert env["RECORD_WITH"] == "cml" and env["REPO_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
+    assert "trained_channels" in env["RECORD_CHANNELS"] and "trained_channels" in steps[record]["if"]
+    script = (REPO_ROOT / "deploy" / "pipeline.sh").read_text(encoding="utf-8")
+    assert 'cml pr create --title "$title" --body "$body" --message "$title" "${paths[@]}"' in script
+    upload = next(step for step in steps if step.get("uses") == "actions/upload-artifact@v4")
+    assert "dvc.lock" in upload["with"]["path"] and "reports/*/gate.json" in upload["with"]["path"]
 
 
 def test_each_job_first_checks_its_secrets() -> None:
@@ -166,5 +195,8 @@ def test_pr_report_posts_one_updated_comment_with_cml() -> None:
     runs = [step.get("run", "") for step in steps]
     assert any(re.match(r"make .*\brepro\b", r) for r in runs) and any("make report" in r for r in runs)
     assert any(r.startswith("cml comment update") and "report.md" in r for r in runs)
+    # Every channel's champion, judged in the report of every channel.
+    assert "make export-all BUNDLE=champions" in runs
+    assert any("make report CHAMPION_BUNDLES=champions" in r for r in runs)
     pipeline = next(step for step in steps if re.match(r"make .*\brepro\b", step.get("run", "")))
     assert pipeline["env"]["MLFLOW_TRACKING_URI"].startswith("sqlite:"), "a PR must not register in the team store"
