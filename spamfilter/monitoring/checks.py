@@ -267,10 +267,8 @@ def domain_classifier_check(
     )
 
 
-def spam_rate_check(
-    name: str, group: str, k_ref: int, n_ref: int, k_cur: int, n_cur: int, threshold: float
-) -> CheckResult:
-    """A two-sided Fisher test and the absolute change of a spam share."""
+def share_check(name: str, group: str, k_ref: int, n_ref: int, k_cur: int, n_cur: int, threshold: float) -> CheckResult:
+    """A two-sided Fisher test and the absolute change of a share of messages (spam, with attachments, ...)."""
     ref_rate, cur_rate = k_ref / n_ref, k_cur / n_cur
     delta = abs(cur_rate - ref_rate)
     return CheckResult(
@@ -284,6 +282,43 @@ def spam_rate_check(
         reference=ref_rate,
         current=cur_rate,
         details={"test": "fisher", "reference_count": [k_ref, n_ref], "current_count": [k_cur, n_cur]},
+    )
+
+
+def spam_rate_check(
+    name: str, group: str, k_ref: int, n_ref: int, k_cur: int, n_cur: int, threshold: float
+) -> CheckResult:
+    """A two-sided Fisher test and the absolute change of a spam share."""
+    return share_check(name, group, k_ref, n_ref, k_cur, n_cur, threshold)
+
+
+def category_check(
+    name: str,
+    group: str,
+    categories: Sequence[str],
+    reference_counts: np.ndarray,
+    current_counts: np.ndarray,
+    threshold: float,
+) -> CheckResult:
+    """A categorical distribution (e-mail charsets): Jensen–Shannon distance between the shares, with a
+    chi-square test of homogeneity. `categories` names the counts' columns."""
+    distance = float(js_distances(reference_counts, current_counts)[0])
+    ref_total, cur_total = max(float(reference_counts.sum()), 1.0), max(float(current_counts.sum()), 1.0)
+    return CheckResult(
+        name,
+        group,
+        "js_distance",
+        statistic=distance,
+        threshold=threshold,
+        p_value=chi_square_p(reference_counts, current_counts),
+        effect_exceeded=distance >= threshold,
+        details={
+            "test": "chi_square",
+            "categories": list(categories),
+            "reference_shares": [float(c) / ref_total for c in reference_counts],
+            "current_shares": [float(c) / cur_total for c in current_counts],
+            "current_count": [int(c) for c in current_counts],
+        },
     )
 
 

@@ -1,8 +1,13 @@
 """The monitor's run and decision: every check the window allows, the multiple-testing correction,
-and whether to retrain, with reasons. Pure functions over a `Reference` and a `Window`."""
+and whether to retrain, with reasons. Pure functions over a `Reference` and a `Window`.
+
+Both channels run the text checks (an e-mail's text is its subject and body); the e-mail channel adds
+the checks of `spamfilter.monitoring.mail_descriptors` (size, HTML share, links, attachments, subject
+length, unseen sender and link domains, charset mix), all in the `data` group."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,23 +18,44 @@ from spamfilter.modeling.text import WordAnalyzer
 from spamfilter.monitoring.checks import (
     QUALITY_METRICS,
     CheckResult,
+    category_check,
     descriptor_check,
     domain_classifier_check,
     jsonable,
     quality_checks,
     score_distribution_check,
+    share_check,
     skipped,
     spam_rate_check,
     vocabulary_check,
 )
 from spamfilter.monitoring.descriptors import DESCRIPTORS, descriptors, tokenize
+from spamfilter.monitoring.mail_descriptors import (
+    DESCRIPTOR_SCALES,
+    MAIL_DESCRIPTORS,
+    OTHER_CHARSET,
+    MailFeatures,
+    MailReference,
+    Share,
+    attachment_share,
+    charset_categories,
+    charset_counts,
+    charset_vector,
+    descriptor_values,
+    link_domains,
+    sender_domains,
+    unseen_items,
+    unseen_link_share,
+    unseen_sender_share,
+)
 from spamfilter.monitoring.statistics import adjust_p_values
 
 
 @dataclass
 class Window:
     """The current window: one entry per message. Texts, scores and labels may be missing
-    (a log without texts; unlabelled traffic) — the checks that need them are then skipped."""
+    (a log without texts; unlabelled traffic) — the checks that need them are then skipped.
+    `mail` (e-mail only) holds each message's e-mail features, as complete as the source allows."""
 
     lengths: np.ndarray
     scores: np.ndarray
@@ -37,6 +63,7 @@ class Window:
     texts: list[str] | None = None
     truth: list[str | None] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    mail: list[MailFeatures] | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -64,7 +91,9 @@ class MonitorResult:
 
 @dataclass
 class Reference:
-    """What the monitor needs from the reference profile, as arrays (see `spamfilter.profile`)."""
+    """What the monitor needs from the reference profile, as arrays (see `spamfilter.monitoring.profile`).
+    `mail` is the e-mail channel's reference (None for SMS, and for an e-mail profile written before
+    the e-mail descriptors existed: their checks are then skipped)."""
 
     texts: list[str]
     descriptors: dict[str, np.ndarray]
@@ -76,6 +105,8 @@ class Reference:
     confusion: dict[str, int]
     metrics: dict[str, float]
     threshold: float
+    channel: str = "sms"
+    mail: MailReference | None = None
     _terms: list[list[str]] | None = None
 
     def terms(self, analyzer: WordAnalyzer) -> list[list[str]]:
@@ -110,12 +141,19 @@ def run_checks(reference: Reference, window: Window, params: MonitorParams) -> M
         checks.append(domain_classifier_check(reference.texts, texts, params))
     else:
         reason = f"{info['with_text']} messages with text < {params.min_texts}"
-        checks.append(
-            descriptor_check("length", reference.descriptors["length"], window.lengths, params.descriptor_threshold)
-        )
+        if reference.channel == "email":
+            # An e-mail log row's length is its raw message's, not its subject and body's: the
+            # e-mail size check compares that.
+            checks.append(skipped("descriptor:length", "data", "normed_wasserstein", reason))
+        else:
+            checks.append(
+                descriptor_check("length", reference.descriptors["length"], window.lengths, params.descriptor_threshold)
+            )
         checks.extend(skipped(f"descriptor:{n}", "data", "normed_wasserstein", reason) for n in DESCRIPTORS[1:])
         checks.append(skipped("vocabulary", "vocabulary", "js_distance", reason))
         checks.append(skipped("domain_classifier", "domain", "roc_auc", reason))
+    if reference.channel == "email":
+        checks.extend(mail_checks(reference.mail, window.mail, params))
 
     n_ref_scores = len(reference.scores)
     checks.append(
@@ -153,6 +191,109 @@ def run_checks(reference: Reference, window: Window, params: MonitorParams) -> M
         checks.extend(skipped(f"quality:{m}", "quality", "drop", reason) for m in QUALITY_METRICS)
 
     return decide(checks, info, params)
+
+
+@dataclass(frozen=True)
+class MailThresholds:
+    """Thresholds of the e-mail checks that `MonitorParams` does not carry yet (the descriptors use
+    `descriptor_threshold`): a monitor params section with `mail_share_delta`, `charset_js` or
+    `charset_min_share` overrides these defaults."""
+
+    share_delta: float = 0.05  # attachment and unseen-domain shares: absolute change (Fisher test)
+    charset_js: float = 0.1  # charset mix: Jensen–Shannon distance (chi-square test)
+    charset_min_share: float = 0.01  # a charset rarer than this in the reference counts as "other"
+
+    @classmethod
+    def of(cls, params: MonitorParams) -> MailThresholds:
+        defaults = cls()
+        return cls(
+            share_delta=float(getattr(params, "mail_share_delta", defaults.share_delta)),
+            charset_js=float(getattr(params, "charset_js", defaults.charset_js)),
+            charset_min_share=float(getattr(params, "charset_min_share", defaults.charset_min_share)),
+        )
+
+
+MAIL_SHARE_CHECKS = ("attachment_share", "unseen_sender_domain", "unseen_url_domain")
+MAIL_CHECK_NAMES = (*(f"descriptor:{name}" for name in MAIL_DESCRIPTORS), *MAIL_SHARE_CHECKS, "charset_mix")
+# What each e-mail check reads, for the reason it is skipped.
+_MAIL_NEEDS = {
+    "descriptor:size": "a size",
+    "attachment_share": "the whole message",
+    "unseen_sender_domain": "a sender domain",
+    "unseen_url_domain": "links",
+    "charset_mix": "the whole message",
+}
+
+
+def _mail_skipped(name: str, reason: str) -> CheckResult:
+    statistic = "normed_wasserstein" if name.startswith("descriptor:") else "abs_change"
+    return skipped(name, "data", "js_distance" if name == "charset_mix" else statistic, reason)
+
+
+def mail_checks(
+    reference: MailReference | None, current: Sequence[MailFeatures] | None, params: MonitorParams
+) -> list[CheckResult]:
+    """The e-mail checks; each needs `min_texts` messages that carry what it reads (a prediction-log row
+    without the message carries only the size, the sender domain and the link domains)."""
+    if reference is None:
+        reason = "the reference profile has no e-mail descriptors (it predates them): rebuild it with `dvc repro`"
+        return [_mail_skipped(name, reason) for name in MAIL_CHECK_NAMES]
+    if current is None:
+        return [_mail_skipped(name, "no e-mail fields in the window") for name in MAIL_CHECK_NAMES]
+    thresholds = MailThresholds.of(params)
+    needed = params.min_texts
+
+    def too_few(name: str, count: int) -> CheckResult | None:
+        if count >= needed:
+            return None
+        return _mail_skipped(name, f"{count} messages with {_MAIL_NEEDS.get(name, 'the whole message')} < {needed}")
+
+    def shares(name: str, ref: Share, cur: Share) -> CheckResult:
+        if not ref.n:
+            return _mail_skipped(name, "the reference has no messages to compare with")
+        return too_few(name, cur.n) or share_check(name, "data", ref.k, ref.n, cur.k, cur.n, thresholds.share_delta)
+
+    results: list[CheckResult] = []
+    for name in MAIL_DESCRIPTORS:
+        values = descriptor_values(current, name)
+        check = too_few(f"descriptor:{name}", len(values))
+        if check is None:
+            check = descriptor_check(name, reference.descriptors[name], values, params.descriptor_threshold)
+            check.details["scale"] = DESCRIPTOR_SCALES[name]
+        results.append(check)
+    results.append(shares("attachment_share", reference.attachments, attachment_share(current)))
+
+    senders = sender_domains(current)
+    check = shares(
+        "unseen_sender_domain", reference.unseen_sender, unseen_sender_share(senders, reference.sender_domains)
+    )
+    check.details["unseen"] = unseen_items([[d] for d in senders], reference.sender_domains, params.report_terms)
+    results.append(check)
+    links = link_domains(current)
+    check = shares("unseen_url_domain", reference.unseen_url, unseen_link_share(links, reference.url_domains))
+    check.details["unseen"] = unseen_items(links, reference.url_domains, params.report_terms)
+    results.append(check)
+
+    counts = charset_counts(current)
+    check = too_few("charset_mix", sum(counts.values()))
+    if check is None:
+        categories = charset_categories(reference.charsets, thresholds.charset_min_share)
+        check = category_check(
+            "charset_mix",
+            "data",
+            [*categories, OTHER_CHARSET],
+            charset_vector(reference.charsets, categories),
+            charset_vector(counts, categories),
+            thresholds.charset_js,
+        )
+        total = sum(counts.values())
+        check.details["other_charsets"] = [
+            {"charset": name, "current_share": count / total}
+            for name, count in counts.items()
+            if name not in categories
+        ][: params.report_terms]
+    results.append(check)
+    return results
 
 
 def decide(checks: list[CheckResult], window: dict[str, Any], params: MonitorParams) -> MonitorResult:
@@ -193,6 +334,24 @@ def describe(check: CheckResult) -> str:
     text = f"{check.name}: {check.statistic_name} {check.statistic:.3f} >= {check.threshold}{p}"
     if check.reference is not None and check.current is not None:
         text += f" (reference {check.reference:.3g}, current {check.current:.3g})"
+    if check.details.get("unseen"):
+        text += f"; new domains: {', '.join(u['domain'] for u in check.details['unseen'][:5])}"
+    if check.name == "charset_mix":
+        text += "; " + ", ".join(
+            f"{name} {ref:.0%}→{cur:.0%}"
+            for name, ref, cur in sorted(
+                zip(
+                    check.details["categories"],
+                    check.details["reference_shares"],
+                    check.details["current_shares"],
+                    strict=True,
+                ),
+                key=lambda item: -abs(item[2] - item[1]),
+            )[:3]
+        )
+        others = check.details.get("other_charsets", [])[:3]
+        if others:
+            text += f" ({OTHER_CHARSET}: " + ", ".join(f"{o['charset']} {o['current_share']:.0%}" for o in others) + ")"
     if check.name == "vocabulary":
         unseen = [u["term"] for u in check.details.get("unseen_terms", [])[:5]]
         moved = [m["term"] for m in check.details.get("moved_terms", [])[:5]]

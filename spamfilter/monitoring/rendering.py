@@ -1,5 +1,6 @@
-"""Rendering a monitor report (the JSON-ready mapping of `spamfilter.monitor`): a self-contained HTML
-page with figures inline as SVG, the summary table for stdout, and the `GITHUB_OUTPUT` lines.
+"""Rendering a monitor report (the JSON-ready mapping of `spamfilter.monitoring.monitor`): a
+self-contained HTML page with figures inline as SVG, the summary table for stdout, and the
+`GITHUB_OUTPUT` lines. Each names the channel the report judged (`report["channel"]`).
 
 Pure: every function takes the report mapping and returns text; the caller writes it.
 """
@@ -19,6 +20,10 @@ CURRENT_COLOUR = "#dd8452"
 FIRED_COLOUR = "#c44e52"
 QUIET_COLOUR = "#55a868"
 SKIPPED_COLOUR = "#b0b0b0"
+CHANNEL_NAMES = {"sms": "SMS", "email": "e-mail"}
+# The channel whose step outputs keep their plain names only (`retrain_needed`, ...): it predates
+# channels, and workflows read those names. Every other channel adds `<name>_<channel>` lines.
+UNSUFFIXED_CHANNEL = "sms"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -42,9 +47,17 @@ def check_verdict(check: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- text outputs
 
 
+def channel_name(report: Mapping[str, Any]) -> str | None:
+    """The judged channel as people write it (SMS, e-mail); None for a report that names none."""
+    channel = report.get("channel")
+    return None if channel is None else CHANNEL_NAMES.get(str(channel), str(channel))
+
+
 def summary_table(report: Mapping[str, Any]) -> str:
     """A fixed-width table of every check, then the decision and its reasons."""
     lines = []
+    if report.get("channel") is not None:
+        lines.append(f"channel: {report['channel']}")
     window = report.get("window", {})
     lines.append(
         f"window: {window.get('size', 0)} messages ({window.get('with_text', 0)} with text, "
@@ -72,13 +85,23 @@ def summary_table(report: Mapping[str, Any]) -> str:
 
 
 def github_output(report: Mapping[str, Any]) -> str:
-    """Lines for the `GITHUB_OUTPUT` file: the decision, the status and the reasons on one line."""
+    """Lines for the `GITHUB_OUTPUT` file: the decision, the status and the reasons on one line.
+
+    The plain names (`retrain_needed`, `monitor_status`, `retrain_reasons`) carry this run's decision,
+    whichever channel it judged, so a workflow step that monitors one channel reads them as before.
+    A channel other than `UNSUFFIXED_CHANNEL` repeats them with its name (`retrain_needed_email`, ...),
+    so a step that monitors several channels one after another keeps each one's decision."""
     reasons = "; ".join(" ".join(str(r).split()) for r in report.get("reasons", []))
-    return (
-        f"retrain_needed={'true' if report.get('retrain_needed') else 'false'}\n"
-        f"monitor_status={report.get('status', 'unknown')}\n"
-        f"retrain_reasons={reasons}\n"
+    values = (
+        ("retrain_needed", "true" if report.get("retrain_needed") else "false"),
+        ("monitor_status", str(report.get("status", "unknown"))),
+        ("retrain_reasons", reasons),
     )
+    lines = [f"{name}={value}\n" for name, value in values]
+    channel = report.get("channel")
+    if channel is not None and channel != UNSUFFIXED_CHANNEL:
+        lines += [f"{name}_{channel}={value}\n" for name, value in values]
+    return "".join(lines)
 
 
 # --------------------------------------------------------------------------- figures
@@ -113,6 +136,8 @@ def descriptor_figure(checks: Sequence[Mapping[str, Any]]) -> str | None:
     for check in shown:
         details = check["details"]
         name = check["name"].removeprefix("descriptor:")
+        if details.get("scale"):
+            name = f"{name} ({details['scale']})"
         panels.append(
             svgchart.histogram(
                 details["edges"],
@@ -160,6 +185,33 @@ def vocabulary_figure(check: Mapping[str, Any] | None) -> str | None:
         "Terms that moved most",
         "share of messages containing the term (stemmed)",
     )
+
+
+def charset_figure(check: Mapping[str, Any] | None) -> str | None:
+    """The e-mail charset mix: each category's share of messages, reference against current."""
+    if not check or check.get("skipped") or not check.get("details", {}).get("categories"):
+        return None
+    details = check["details"]
+    return svgchart.hbar_chart(
+        list(details["categories"]),
+        [
+            svgchart.Series("reference", REFERENCE_COLOUR, details["reference_shares"]),
+            svgchart.Series("current", CURRENT_COLOUR, details["current_shares"]),
+        ],
+        f"Charset mix: JS distance {_fmt(check.get('statistic'))}",
+        "share of messages (main charset: the first text part's)",
+    )
+
+
+def _unseen_domains_table(check: Mapping[str, Any] | None, title: str) -> str | None:
+    unseen = (check or {}).get("details", {}).get("unseen")
+    if not unseen:
+        return None
+    rows = "".join(
+        f"<tr><td>{html.escape(str(u['domain']))}</td><td class='num'>{_fmt(u['current_share'])}</td></tr>"
+        for u in unseen
+    )
+    return f"<h3>{html.escape(title)}</h3><table><tr><th>domain</th><th>share of messages</th></tr>{rows}</table>"
 
 
 def quality_figure(checks: Sequence[Mapping[str, Any]]) -> str | None:
@@ -219,10 +271,12 @@ def render_html(report: Mapping[str, Any]) -> str:
     retrain = bool(report.get("retrain_needed"))
     banner_class = "retrain" if retrain else ("insufficient" if status == "insufficient_data" else "ok")
     window = report.get("window", {})
+    channel = channel_name(report)
+    title = "Spam filter monitor report" + (f": {channel} channel" if channel else "")
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Spam filter monitor report</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style></head><body>",
-        "<h1>Spam filter monitor report</h1>",
+        f"<h1>{html.escape(title)}</h1>",
         f'<p class="banner {banner_class}"><b>retrain_needed = {str(retrain).lower()}</b> · status: '
         f"{html.escape(str(status))} · {html.escape(str(report.get('message', '')))}</p>",
     ]
@@ -231,6 +285,8 @@ def render_html(report: Mapping[str, Any]) -> str:
         parts += [f"<li>{html.escape(str(r))}</li>" for r in report["reasons"]]
         parts.append("</ul>")
     parts.append("<h2>Window</h2><table>")
+    if report.get("channel") is not None:
+        parts.append(f"<tr><th>channel</th><td>{html.escape(str(report['channel']))}</td></tr>")
     for key, value in window.items():
         parts.append(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_fmt(value))}</td></tr>")
     reference = report.get("reference", {})
@@ -272,6 +328,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         ("Text descriptors", descriptor_figure(checks)),
         ("Prediction drift", score_figure(by_name.get("score_distribution"))),
         ("Vocabulary drift", vocabulary_figure(by_name.get("vocabulary"))),
+        ("Charset mix", charset_figure(by_name.get("charset_mix"))),
         ("Quality decay", quality_figure(checks)),
     ]
     for title, figure in figures:
@@ -287,6 +344,13 @@ def render_html(report: Mapping[str, Any]) -> str:
             for u in vocabulary["details"]["unseen_terms"]
         ]
         parts.append("</table>")
+    for name, heading in (
+        ("unseen_sender_domain", "Most frequent sender domains never seen in training"),
+        ("unseen_url_domain", "Most frequent link domains never seen in training"),
+    ):
+        table = _unseen_domains_table(by_name.get(name), heading)
+        if table is not None:
+            parts.append(table)
     domain = by_name.get("domain_classifier")
     if domain and domain.get("details", {}).get("current_markers"):
         markers = ", ".join(html.escape(m) for m in domain["details"]["current_markers"])
