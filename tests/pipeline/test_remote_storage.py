@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from spamfilter.config import Settings
+from spamfilter.errors import RegistryError
+from spamfilter.registry import tracking
 from tests.conftest import VENV_BIN, Project, S3Server, free_port, make_messages, make_project, wait_for_http, write_tsv
 
 pytestmark = pytest.mark.slow
@@ -178,3 +181,27 @@ def test_pipeline_gate_and_champion_over_a_tracking_server(
         "v = tracking.find_trained_version(Settings(), md5); print(v.name, v.version, v.run_tags['model_md5'] == md5)",
     ).stdout
     assert found.split() == ["spam-classifier", "1", "True"]
+
+
+def server_registry(url: str, name: str, versions: int) -> Settings:
+    """A registered model `name` on the tracking server with `versions` versions (no artifacts needed:
+    promotion moves aliases and writes tags) and @champion on version 1."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=url, registry_uri=url)
+    client.create_registered_model(name)
+    for _ in range(versions):
+        client.create_model_version(name, source="s3://mlflow-artifacts/artifacts/none", run_id=None)
+    client.set_registered_model_alias(name, "champion", "1")
+    return Settings(MLFLOW_TRACKING_URI=url, SPAM_REGISTERED_MODEL=name)
+
+
+def test_on_a_tracking_server_a_stale_promotion_is_refused(mlflow_server: str) -> None:
+    """No file lock guards a server's registry: the compare-and-set alone refuses a verdict judged
+    against a champion that another promotion has moved since."""
+    settings = server_registry(mlflow_server, "cas-on-server", 3)
+    tracking.promote(settings, "2", "1", actor="first", reason="judged against v1", gate={})
+    with pytest.raises(RegistryError, match=r"@champion is now v2, but the gate judged v3 against v1"):
+        tracking.promote(settings, "3", "1", actor="second", reason="judged against v1 too", gate={})
+    assert tracking.find_alias(settings, "champion").version == "2"
+    assert [(r.version, r.previous, r.actor) for r in tracking.promotion_history(settings)] == [("2", "1", "first")]
