@@ -171,6 +171,7 @@ def test_predictions_and_feedback_land_in_the_log(bundle_server: Server) -> None
 
 def test_metrics_count_requests_latency_labels_and_version(bundle_server: Server) -> None:
     post(bundle_server, "/predict", {"text": SPAM_TEXT})
+    assert post(bundle_server, "/predict", {"text": ""}).status_code == 422  # this test's own, not an earlier one's
     text = httpx.get(f"{bundle_server.url}/metrics").text
     assert 'spam_api_requests_total{endpoint="/predict",method="POST",status="200"}' in text
     assert 'spam_api_requests_total{endpoint="/predict",method="POST",status="422"}' in text
