@@ -1,4 +1,4 @@
-"""The batching background writer of the prediction log (schema: `spamfilter.predlog`).
+"""The batching background writer of the prediction log (schema: `spamfilter.monitoring.predlog`).
 
 Requests only append a record to an in-memory queue; a writer thread inserts whatever has
 accumulated every `flush_interval` seconds (or sooner when a batch fills) in one transaction,
@@ -6,6 +6,7 @@ off the request path. When the database is unreachable, records wait, up to `max
 beyond that the oldest are dropped and counted, so a dead database never takes the service down.
 That holds at start-up too: the writer starts without a connection and creates the tables on its
 first successful flush, so a database that is down when the server starts is retried, not fatal.
+A log written by an earlier version is brought up to the current schema there too (`ensure_schema`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,19 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from spamfilter.mail import MailRecord
 from spamfilter.monitoring import predlog
 from spamfilter.monitoring.predlog import PredictionRecord, text_sha256
 
 log = logging.getLogger(__name__)
+
+MAX_LOGGED_DOMAINS = 100  # link domains kept per e-mail row: a message cannot make its row grow without bound
+_DOMAIN_COLUMN = 255  # predictions.sender_domain is VARCHAR(255): longer is refused by PostgreSQL
+
+
+def _storable(text: str) -> str:
+    # PostgreSQL text cannot hold NUL; one such row would fail its whole batch on every retry.
+    return text.replace("\x00", "\ufffd")
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -55,7 +65,7 @@ def open_log(url: str, attempts: int = 5) -> Engine:
     attempt = 1
     while True:
         try:
-            predlog.metadata.create_all(engine)
+            predlog.ensure_schema(engine)
             return engine
         except SQLAlchemyError:
             if attempt >= attempts:
@@ -101,17 +111,51 @@ class PredictionLogWriter:
         self.failures = 0
 
     def record(self, model_version: str, text: str, probability: float, label: str) -> str:
-        """Queue one prediction; returns its id. Never blocks on the database."""
-        record = PredictionRecord(
-            id=predlog.new_prediction_id(),
-            created_at=datetime.now(UTC),
-            model_version=model_version,
-            text_length=len(text),
-            text_sha256=text_sha256(text),
-            spam_probability=probability,
-            label=label,
-            text=text if self.log_text else None,
+        """Queue one SMS prediction; returns its id. Never blocks on the database."""
+        return self._queue(
+            PredictionRecord(
+                id=predlog.new_prediction_id(),
+                created_at=datetime.now(UTC),
+                model_version=model_version,
+                text_length=len(text),
+                text_sha256=text_sha256(text),
+                spam_probability=probability,
+                label=label,
+                text=_storable(text) if self.log_text else None,
+            )
         )
+
+    def record_email(
+        self,
+        model_version: str,
+        raw: bytes,
+        parsed: MailRecord,
+        message_sha256: str,
+        text_length: int,
+        probability: float,
+        label: str,
+    ) -> str:
+        """Queue one e-mail prediction; returns its id. `text_length` is the length of the text the monitor
+        profiles for e-mail; the raw message is kept only with LOG_TEXT (decoded as UTF-8, any byte that is
+        not UTF-8 replaced: the column is text)."""
+        return self._queue(
+            PredictionRecord(
+                id=predlog.new_prediction_id(),
+                created_at=datetime.now(UTC),
+                model_version=model_version,
+                text_length=text_length,
+                text_sha256=message_sha256,
+                spam_probability=probability,
+                label=label,
+                text=_storable(raw.decode("utf-8", "replace")) if self.log_text else None,
+                channel="email",
+                size_bytes=len(raw),
+                sender_domain=_storable(parsed.sender_domain)[:_DOMAIN_COLUMN],
+                url_domains=tuple(_storable(domain) for domain in parsed.url_domains[:MAX_LOGGED_DOMAINS]),
+            )
+        )
+
+    def _queue(self, record: PredictionRecord) -> str:
         pending = self._pending
         with self._lock:
             if len(pending) == pending.maxlen:  # append drops the oldest record
@@ -168,7 +212,7 @@ class PredictionLogWriter:
         with self._flush_lock:
             if not self._tables_ready:
                 try:
-                    predlog.metadata.create_all(self.engine)
+                    predlog.ensure_schema(self.engine)
                 except SQLAlchemyError as exc:
                     self._failed("creating the tables", exc)
                     return 0
@@ -214,10 +258,14 @@ class PredictionLogWriter:
         self.engine.dispose()
 
     def prediction_exists(self, prediction_id: str) -> bool:
+        return self.prediction_channel(prediction_id) is not None
+
+    def prediction_channel(self, prediction_id: str) -> str | None:
+        """The channel of a logged prediction, or None when no logged prediction has this id."""
         if not self._tables_ready:
             self.flush()  # the tables may not exist yet; a database still down raises below
         with self.engine.connect() as connection:
             found = connection.execute(
-                select(predlog.predictions.c.id).where(predlog.predictions.c.id == prediction_id)
-            ).first()
-        return found is not None
+                select(predlog.predictions.c.channel).where(predlog.predictions.c.id == prediction_id)
+            ).scalar()
+        return None if found is None else str(found)
