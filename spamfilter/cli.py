@@ -384,6 +384,63 @@ def _add_report_commands(commands: Subcommands) -> None:
     report.set_defaults(handler=_report)
 
 
+def _score(args: argparse.Namespace) -> int:
+    from spamfilter.batch import inputs, job
+
+    channel = _channel(args)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # our bar, not the download's
+    mail_max_bytes = inputs.DEFAULT_MAIL_MAX_BYTES
+    if channel == "email" and args.params.is_file():
+        mail_max_bytes = load_params_file(args.params).email(str(args.params)).ingest.limits.max_bytes
+    request = job.ScoreRequest(
+        channel=channel,
+        input=args.input,
+        out=args.out,
+        engine=args.engine,
+        model_ref=args.version or args.alias,
+        master=args.master,
+        on_bad_row=args.on_bad_row,
+        chunk_rows=args.chunk_rows,
+        mail_max_bytes=mail_max_bytes,
+        progress=not args.quiet,
+    )
+    print(job.score_corpus(request, Settings()).render())
+    return 0
+
+
+def _add_score_command(commands: Subcommands) -> None:
+    score = commands.add_parser(
+        "score",
+        help="batch-score a corpus (SMS TSV/CSV, e-mail trees/mbox/Maildir/tar, Parquet, JSONL) into Parquet "
+        "with a registered model version (default: the channel's champion)",
+    )
+    _add_channel(score)
+    score.add_argument("--input", type=Path, required=True, help="a corpus file or folder")
+    score.add_argument("--out", type=Path, required=True, help="the Parquet file to write (replaced only on success)")
+    score.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="local: in this process, in chunks (default); spark: mlflow's spark_udf (pip install 'spamfilter[spark]')",
+    )
+    which = score.add_mutually_exclusive_group()
+    which.add_argument("--alias", default="champion")
+    which.add_argument("--version", help="a version number of the channel's registered model")
+    score.add_argument(
+        "--master", help="Spark master for --engine spark (default local[*]; SPARK_REMOTE selects Spark Connect)"
+    )
+    score.add_argument(
+        "--on-bad-row",
+        choices=("fail", "skip"),
+        default="fail",
+        help="fail: stop at the first row that cannot be scored, naming it (default); skip: count and go on",
+    )
+    score.add_argument("--chunk-rows", type=int, help="messages per chunk (default: 10,000 local, 100,000 spark)")
+    score.add_argument("--params", type=Path, default=PARAMS, help="e-mail size limit from here when present")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(handler=_score)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spamfilter", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -406,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_monitor_commands(commands)
     _add_storage_commands(commands)
     _add_report_commands(commands)
+    _add_score_command(commands)
     return parser
 
 

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlparse
 
 import mlflow
 import mlflow.artifacts
+import mlflow.pyfunc
 import mlflow.sklearn
 import pandas as pd
 import requests
@@ -543,3 +544,48 @@ def rollback(settings: Settings, actor: str, reason: str, to_version: str | None
         return _switch_champion(
             client, name, target, current_version, {"action": "rollback", "actor": actor, "reason": reason}
         )
+
+
+# --- Batch scoring on Spark ------------------------------------------------------------------------
+
+
+def load_spark_udf(spark: Any, settings: Settings, ref: ModelVersion, workdir: Path) -> Any:
+    """A Spark UDF (`mlflow.pyfunc.spark_udf`) that scores with a registered version's own MLflow model and
+    returns each row's class probabilities, an array in the model's class order (`classes_`).
+
+    The version's MLflow model is copied into `workdir` and its pyfunc flavour pointed at `predict_proba`
+    (logged models predict labels; the same pickled pipeline, unchanged, gives the probabilities). The UDF
+    runs in the executors' own Python (`env_manager="local"`): no conda or virtualenv is created, nothing is
+    fetched. ModelUnavailableError when the model cannot be copied or turned into a UDF."""
+    from pyspark.sql.types import ArrayType, DoubleType  # pyspark is an optional extra: only when asked for
+
+    local = download_version(settings, ref, workdir)
+    try:
+        model = mlflow.models.Model.load(str(local / "MLmodel"))
+        pyfunc = model.flavors.get("python_function")
+        if pyfunc is None:
+            raise ModelUnavailableError(f"{ref.uri}: its MLflow model has no python_function flavour")
+        pyfunc["predict_fn"] = "predict_proba"
+        model.save(str(local / "MLmodel"))
+        # The executors' own Python is the point here (nothing is installed or fetched): mlflow's warning that
+        # env_manager="local" does not recreate the training environment is expected, not news.
+        pyfunc_log = logging.getLogger("mlflow.pyfunc")
+        expected = _DropRecords("env_manager")
+        pyfunc_log.addFilter(expected)
+        try:
+            return mlflow.pyfunc.spark_udf(spark, str(local), result_type=ArrayType(DoubleType()), env_manager="local")
+        finally:
+            pyfunc_log.removeFilter(expected)
+    except MlflowException as exc:
+        raise ModelUnavailableError(f"{ref.uri}: cannot be scored on Spark: {exc.message}") from None
+
+
+class _DropRecords(logging.Filter):
+    """Drops the log records whose message contains `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
