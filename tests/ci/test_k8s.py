@@ -3,7 +3,11 @@ offline against the Kubernetes JSON schemas (kubernetes-validate's bundled schem
 fails), and give the API what it needs: probes on /ready and /health, the image's non-root user, a read-only
 root filesystem with writable run and tmp directories, settings from a ConfigMap and keys from a Secret that
 the API's own settings accept, both channels on registry aliases with polling, the autoscaler, the disruption
-budget and, in the overlay, the spamd port."""
+budget and, in the overlay, the spamd port.
+
+And the pod's filesystem for real: the API runs with the rendered environment in a mount namespace whose
+root filesystem is read-only except the run and tmp directories the Deployment mounts, serves from the
+registry alias, follows a promotion by polling, reloads every worker and logs to PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,20 +15,33 @@ import base64
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from api.settings import ApiSettings
-from spamfilter.config import Settings
+from spamfilter.config import Settings, TrainParams
 from spamfilter.registry.versions import parse_models_uri
-from tests.api.conftest import DOCKERFILE, dockerfile_instructions
-from tests.conftest import REPO_ROOT, VENV_BIN
+from tests.api.conftest import (
+    DOCKERFILE,
+    INPUT_EXAMPLE,
+    Server,
+    dockerfile_instructions,
+    free_port,
+    held_out_metrics,
+    image_command_and_env,
+    train_model,
+)
+from tests.conftest import REPO_ROOT, VENV_BIN, wait_for_http
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 BASE = K8S / "base"
@@ -445,3 +462,184 @@ def test_manifests_are_yamllint_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- the pod's filesystem --------------------------------------------------------------------------------
+
+# Run as root in a private mount namespace: bind the writable directories onto themselves (their own mounts,
+# read-write), remount every other ordinary mount read-only (`bind`: this namespace's mount only, never the
+# filesystem itself), check that the working directory refuses writes, then become the API. /proc, /sys
+# and /dev (with /dev/shm) stay as a container runtime gives them.
+READ_ONLY_ROOT = r"""
+set -eu
+writable=""
+while [ "$1" != "--" ]; do mount --bind "$1" "$1"; writable="$writable $1"; shift; done
+shift
+awk '{ print $5, $6 }' /proc/self/mountinfo | while read -r point options; do
+  case "$point" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac
+  case "$options" in ro|ro,*) continue ;; esac
+  for dir in $writable; do [ "$point" = "$dir" ] && continue 2; done
+  mount -o remount,bind,ro "$point"
+done
+if touch .write-probe 2>/dev/null; then echo "the root filesystem is still writable" >&2; exit 97; fi
+exec "$@"
+"""
+
+
+def read_only_root_available() -> str | None:
+    """Why the API cannot be run on a read-only root here, or None."""
+    if os.geteuid() != 0:
+        return "making a read-only root in a mount namespace needs root"
+    missing = [tool for tool in ("unshare", "mount") if shutil.which(tool) is None]
+    if missing:
+        return f"{', '.join(missing)} not found"
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True, check=False)
+    return None if probe.returncode == 0 else f"unshare --mount fails here: {probe.stderr.strip()}"
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[Settings]:
+    """`mlflow server` on loopback (SQLite store, artifacts proxied from a local directory) holding two
+    versions of spam-classifier, @champion on 1: the pods' tracking server, outside the pod's filesystem."""
+    from spamfilter.registry import tracking
+
+    root = tmp_path / "mlflow-server"
+    root.mkdir()
+    port = free_port()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "SPAM_"))}
+    with (root / "server.log").open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                str(VENV_BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the server runs its workers as children
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/health", timeout=240)  # a loaded CI machine starts it slowly
+        settings = Settings(_env_file=None, MLFLOW_TRACKING_URI=url)  # type: ignore[call-arg]
+        for model in (train_model(), train_model(TrainParams(model="mnb"))):
+            run = tracking.log_training_run(
+                settings,
+                model,
+                params={"train.model": "x"},
+                tags={"data_raw_md5": "a" * 32, "data_rows": "200"},
+                input_example=INPUT_EXAMPLE,
+            )
+            tracking.log_evaluation(settings, run.run_id, held_out_metrics(model), artifacts=[])
+        tracking.set_alias(settings, "champion", "1")
+        yield settings
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.slow
+def test_the_api_serves_on_the_pods_read_only_root_with_only_run_and_tmp_writable(
+    base: list[Manifest], tracking_server: Settings, postgres_url: str, tmp_path: Path
+) -> None:
+    from spamfilter.monitoring import predlog
+    from spamfilter.registry import tracking
+
+    reason = read_only_root_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}: CI runs the API on a read-only root (CI runs as root)")
+        pytest.skip(reason)
+
+    app_dir, run_dir, pod_tmp, home = (tmp_path / name for name in ("app", "run", "tmp", "home"))
+    for directory in (app_dir, run_dir, pod_tmp, home):
+        directory.mkdir()
+    secrets = read_env_file(PRODUCTION / SECRETS_EXAMPLE)
+    pod_env = pod_environment(base, secrets)
+    mounts = {mount["mountPath"] for mount in api_container(base)["volumeMounts"]}
+    assert mounts == {pod_env["API_RUN_DIR"], "/tmp"}, "the test makes writable exactly what the pod mounts"
+
+    port = free_port()
+    command, image_env = image_command_and_env()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "SPAM_", "API_"))}
+    environment.update({key: value for key, value in image_env.items() if key != "PATH"})
+    environment.update(pod_env)
+    environment.update(
+        {
+            # The pod's mounts, at this test's paths: the run emptyDir, and /tmp (here TMPDIR; the real /tmp is
+            # read-only in the namespace, so a library writing to /tmp regardless would fail here too).
+            "API_RUN_DIR": str(run_dir),
+            "TMPDIR": str(pod_tmp),
+            "HOME": str(home),
+            # Services outside the pod: the tracking server and PostgreSQL. It has no e-mail model registered.
+            "MLFLOW_TRACKING_URI": tracking_server.mlflow_tracking_uri,
+            "PREDICTION_LOG_URL": postgres_url,
+            "EMAIL_MODEL_URI": "",
+            "MODEL_POLL_INTERVAL": "1",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+    )
+    writable = [str(run_dir), str(pod_tmp)]
+    launcher = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", READ_ONLY_ROOT, "sh"]
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*launcher, *writable, "--", sys.executable, *command[1:]],
+            cwd=app_dir,
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path, environment, app_dir)
+    try:
+        server.wait_ready(timeout=240)
+        api_key = {"X-API-Key": secrets["API_KEY"]}
+        with server.client() as client:
+            answer = client.post("/predict", json={"text": "Free entry! Text WIN to 80086 now"}, headers=api_key)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["model_version"] == "1"
+
+            # A promotion reaches the pod by polling the alias: a download into tmp, a swap in every worker.
+            tracking.set_alias(tracking_server, "champion", "2")
+            versions: set[str] = set()
+            deadline = time.monotonic() + 60
+            while versions != {"2"} and time.monotonic() < deadline:
+                time.sleep(0.5)
+                versions = {httpx.get(f"{server.url}/model", timeout=5).json()["version"] for _ in range(8)}
+            assert versions == {"2"}, server.log_text()
+
+            # An admin reload reaches the other workers through the run directory.
+            reloaded = client.post("/admin/reload", headers={"X-API-Key": secrets["ADMIN_API_KEY"]})
+            assert reloaded.status_code == 200, reloaded.text
+            assert client.get("/metrics").status_code == 200
+        assert (run_dir / "reload-request").is_file()
+        assert list((run_dir / "prometheus").glob("*.db")), "the workers' Prometheus files live in the run dir"
+
+        engine = predlog.connect(postgres_url)
+        try:
+            deadline = time.monotonic() + 30
+            while not (logged := predlog.read_predictions(engine).records) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            engine.dispose()
+        assert [record.id for record in logged] == [answer.json()["prediction_id"]]
+    finally:
+        server.stop()
+    assert "Read-only file system" not in server.log_text()
+    assert list(app_dir.iterdir()) == [] and list(home.iterdir()) == [], "nothing written outside the mounts"
