@@ -48,7 +48,12 @@ status=0
 job "monitor"
 : >"$work/monitor.out"
 if ! GITHUB_OUTPUT="$work/monitor.out" deploy/pipeline.sh monitor; then
-  echo "ci-local: the monitor failed for: $(output "$work/monitor.out" failed_channels); those channels stop here (no alias moved)" >&2
+  failed="$(output "$work/monitor.out" failed_channels)"
+  if [ -z "$failed" ]; then
+    echo "ci-local: the monitor step failed (see above); the chain stops (no alias moved)" >&2
+    exit 1
+  fi
+  echo "ci-local: the monitor failed for: $failed; those channels stop here (no alias moved)" >&2
   status=1
 fi
 retrain_channels="$(output "$work/monitor.out" retrain_channels)"
@@ -61,7 +66,12 @@ fi
 job "retrain: $retrain_channels"
 : >"$work/retrain.out"
 if ! GITHUB_OUTPUT="$work/retrain.out" RETRAIN_CHANNELS="$retrain_channels" deploy/pipeline.sh retrain; then
-  echo "ci-local: retraining or the gate failed for: $(output "$work/retrain.out" failed_channels); those channels stop here (no alias moved)" >&2
+  failed="$(output "$work/retrain.out" failed_channels)"
+  if [ -z "$failed" ]; then
+    echo "ci-local: the retrain step failed (see above); the chain stops (no alias moved)" >&2
+    exit 1
+  fi
+  echo "ci-local: retraining or the gate failed for: $failed; those channels stop here (no alias moved)" >&2
   status=1
 fi
 trained="$(output "$work/retrain.out" trained_channels)"
@@ -81,7 +91,10 @@ fi
 
 job "build-push"
 : >"$work/build.out"
-GITHUB_OUTPUT="$work/build.out" CHALLENGER_VERSIONS="$challenger_versions" deploy/pipeline.sh export
+if ! GITHUB_OUTPUT="$work/build.out" CHALLENGER_VERSIONS="$challenger_versions" deploy/pipeline.sh export; then
+  echo "ci-local: exporting the bundles failed; no image, nothing deployed, champions unchanged" >&2
+  exit 1
+fi
 expected="$(output "$work/build.out" expected_versions)"
 tag="$(git rev-parse --short=12 HEAD 2>/dev/null || echo local)-$(output "$work/build.out" models_tag)"
 # "docker build && docker push": the image is the bundles, stored where the stand-in docker pulls from.

@@ -2,8 +2,8 @@
 # A stand-in for `docker` on a machine without a Docker engine, for `make ci-local`: deploy.sh runs
 # against it unchanged. An "image" DEPLOY_IMAGE:<tag> is the directory $LOCAL_DOCKER_DIR/images/<tag>/
 # holding bundle/<channel>/ serving bundles (ci-local "pushes" there), and "running" it starts the API
-# with the image's command and model settings (python -m api, MODEL_URI=bundle/sms,
-# EMAIL_MODEL_URI=bundle/email, in that directory) on 127.0.0.1:$API_PORT.
+# with the image's command and settings (python -m api, MODEL_URI=bundle/sms; the e-mail channel serves
+# bundle/email when the image has it) in that directory on 127.0.0.1:$API_PORT.
 #   pull IMAGE:TAG            fails unless the image directory exists
 #   compose … up …            (re)starts the API on $SPAMFILTER_IMAGE unless it already runs it
 #   compose … down | logs     stops it | shows its log
@@ -34,12 +34,13 @@ stop() {
 }
 
 start() {
-  local image="$1" dir bundles=bundle
+  local image="$1" dir
+  local models=(MODEL_URI=bundle/sms)
   dir="$(image_dir "$image")"
-  if [ "${LOCAL_DOCKER_FAIL_HEALTH:-}" = 1 ]; then bundles=no-such-bundle; fi
+  if [ "${LOCAL_DOCKER_FAIL_HEALTH:-}" = 1 ]; then models=(MODEL_URI=no-such-bundle EMAIL_MODEL_URI=no-such-bundle); fi
   (
     cd "$dir"
-    MODEL_URI="$bundles/sms" EMAIL_MODEL_URI="$bundles/email" HOST=127.0.0.1 PORT="$API_PORT" WORKERS=1 \
+    env "${models[@]}" HOST=127.0.0.1 PORT="$API_PORT" WORKERS=1 \
       PREDICTION_LOG_URL="sqlite:///$LOCAL_DOCKER_DIR/predictions.db" \
       nohup "$python_cmd" -m api </dev/null >>"$log_file" 2>&1 &
     echo "$!" >"$pid_file"

@@ -38,12 +38,14 @@ contains() { case " $2 " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 joined() { local IFS=' '; echo "$*"; }
 mk() { make --no-print-directory "$@"; }
 bool() { if [ "$1" -gt 0 ]; then echo true; else echo false; fi; }
+# The channels params.yaml configures; an unreadable params.yaml stops the step here (set -e).
 configured_channels() { "$spamfilter" channels; }
 
 # Each channel's monitor decides alone: its own reference profile, its own batches or log slice.
 step_monitor() {
-  local channel args out retrain=() failed=() placeholder='{channel}' default_monitor_args='--batch data/new/{channel}'
-  for channel in $(configured_channels); do
+  local channel channels args out retrain=() failed=() placeholder='{channel}' default_monitor_args='--batch data/new/{channel}'
+  channels="$(configured_channels)"
+  for channel in $channels; do
     if [ "${FORCE_RETRAIN:-false}" = true ]; then
       log "$channel: force_retrain: skipping the monitor"
       retrain+=("$channel")
@@ -170,9 +172,10 @@ step_record() {
 # The image serves every channel: a channel whose gate passed ships its challenger, the others their
 # current champion, exported by alias. A channel with no champion yet is left out of the image.
 step_export() {
-  local channel version expected=() tag_parts=() served=()
+  local channel channels version expected=() tag_parts=() served=()
+  channels="$(configured_channels)"
   rm -rf "${bundle:?}"
-  for channel in $(configured_channels); do
+  for channel in $channels; do
     version="$(version_in "$channel" "${CHALLENGER_VERSIONS:-}")"
     if [ -n "$version" ]; then
       mk export BUNDLE="$bundle" CHANNEL="$channel" VERSION="$version"

@@ -45,9 +45,9 @@ class Host:
 
     dir: Path
     env: dict[str, str]
-    # tag → the /model body its API answers: a version per channel, or one version (an image from before
-    # the channels), or None: never ready.
-    versions: dict[str, dict[str, str] | str | None]
+    # tag → what its /model answers: a version per channel (None: the channel has no model), or one version
+    # (an image from before the channels); None: never ready.
+    versions: dict[str, dict[str, str | None] | str | None]
 
     def deploy(self, tag: str, versions: str, **extra: str) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "DEPLOY_TAG": tag, "EXPECTED_VERSIONS": versions, **extra}
@@ -84,7 +84,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     write_executable(bin_dir / "docker", FAKE_DOCKER)
     (tmp_path / "docker").mkdir()
     (tmp_path / "host").mkdir()
-    versions: dict[str, dict[str, str] | str | None] = {}
+    versions: dict[str, dict[str, str | None] | str | None] = {}
     running = tmp_path / "docker" / "running"
 
     class Api(BaseHTTPRequestHandler):
@@ -97,7 +97,9 @@ def host(tmp_path: Path) -> Iterator[Host]:
                 return
             body: dict[str, object] = {"status": "ready"}
             if self.path == "/model" and isinstance(version, dict):
-                body = {"channels": {name: {"name": f"model-{name}", "version": v} for name, v in version.items()}}
+                # As the API answers: the first serving channel's fields at the top, then every channel's.
+                channels = {name: {"channel": name, "version": v} if v else None for name, v in version.items()}
+                body = {**next(c for c in channels.values() if c), "channels": channels}
             elif self.path == "/model":
                 body = {"name": "spam-classifier", "version": version}
             data = json.dumps(body, separators=(",", ":")).encode()
@@ -178,12 +180,13 @@ def test_failed_health_check_rolls_back_to_the_previous_tag_and_exits_non_zero(h
     ("served", "shown"),
     [
         ({"sms": "2", "email": "1"}, "sms=2 email=1"),  # the e-mail channel serves its old model
-        ({"sms": "2"}, "sms=2"),  # the e-mail channel is not served at all
+        ({"sms": "2", "email": None}, "sms=2"),  # the e-mail channel has no model
+        ({"sms": "2"}, "sms=2"),  # the e-mail channel is not configured
     ],
-    ids=["stale-channel", "missing-channel"],
+    ids=["stale-channel", "channel-without-model", "channel-not-configured"],
 )
 def test_one_channel_not_serving_its_expected_version_is_a_failed_deploy(
-    host: Host, served: dict[str, str], shown: str
+    host: Host, served: dict[str, str | None], shown: str
 ) -> None:
     host.versions.update({"good": {"sms": "1", "email": "1"}, "new": served})
     assert host.deploy("good", "sms=1 email=1").returncode == 0
