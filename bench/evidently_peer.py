@@ -6,7 +6,8 @@ The request holds groups (one per rotation of bench/monitor.py), each a referenc
 windows per case; every window is compared with its own group's reference. The columns are the ones
 our monitor checks: text, length (of the text), score, predicted (label), label (the true one).
 
-Usage (from bench/monitor.py): <venv>/bin/python bench/evidently_peer.py windows.json
+Usage (from bench/monitor.py): <venv>/bin/python bench/evidently_peer.py windows.json [progress.jsonl]
+(with a progress file, one JSON line per window is appended as it is checked: Evidently is slow.)
 """
 
 from __future__ import annotations
@@ -50,21 +51,35 @@ def drifted_columns(snapshot: dict[str, Any]) -> tuple[int, list[str]]:
 def main() -> int:
     warnings.filterwarnings("ignore")
     request = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    progress = Path(sys.argv[2]) if len(sys.argv) > 2 else None
     definition = DataDefinition(**COLUMN_KINDS)
+    references = [
+        Dataset.from_pandas(pd.DataFrame(group["reference"]), data_definition=definition) for group in request["groups"]
+    ]
+    # Interleaved (by the share of each case's windows done, then rotation): a run stopped early has
+    # looked at every case and rotation alike, and its progress lines are a fair sample.
+    order = sorted(
+        (
+            (index / len(tables), number, case, index)
+            for number, group in enumerate(request["groups"])
+            for case, tables in group["windows"].items()
+            for index in range(len(tables))
+        )
+    )
     windows: Counter[str] = Counter()
     alarms: Counter[str] = Counter()
-    columns: dict[str, Counter[str]] = {}
-    for group in request["groups"]:
-        reference = Dataset.from_pandas(pd.DataFrame(group["reference"]), data_definition=definition)
-        for case, tables in group["windows"].items():
-            columns.setdefault(case, Counter())
-            for rows in tables:
-                current = Dataset.from_pandas(pd.DataFrame(rows), data_definition=definition)
-                snapshot = Report([DataDriftPreset()]).run(current, reference).dict()
-                count, names = drifted_columns(snapshot)
-                windows[case] += 1
-                alarms[case] += count > 0
-                columns[case].update(names)
+    columns: dict[str, Counter[str]] = {case: Counter() for group in request["groups"] for case in group["windows"]}
+    for _, number, case, index in order:
+        rows = request["groups"][number]["windows"][case][index]
+        current = Dataset.from_pandas(pd.DataFrame(rows), data_definition=definition)
+        snapshot = Report([DataDriftPreset()]).run(current, references[number]).dict()
+        count, names = drifted_columns(snapshot)
+        windows[case] += 1
+        alarms[case] += count > 0
+        columns[case].update(names)
+        if progress is not None:
+            with progress.open("a", encoding="utf-8") as lines:
+                lines.write(json.dumps({"case": case, "rotation": number, "alarm": count > 0, "columns": names}) + "\n")
     results = {
         case: {
             "windows": windows[case],

@@ -268,7 +268,7 @@ def evidently_reference(rotation: Rotation, params: Params, size: int) -> list[d
     return [evidently_row(texts[i], float(oof[i]), rotation.threshold, labels[i]) for i in sorted(keep)]
 
 
-def evidently_peer(venv: Path, request: dict[str, Any]) -> dict[str, Any] | str:
+def evidently_peer(venv: Path, request: dict[str, Any], progress: Path | None) -> dict[str, Any] | str:
     """Run Evidently's DataDriftPreset in its own venv on the windows; its alarm rates per case."""
     python = venv / "bin" / "python"
     if not python.exists():
@@ -276,9 +276,8 @@ def evidently_peer(venv: Path, request: dict[str, Any]) -> dict[str, Any] | str:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "windows.json"
         path.write_text(json.dumps(request))
-        result = subprocess.run(
-            [str(python), str(EVIDENTLY_PEER), str(path)], capture_output=True, text=True, check=False
-        )
+        command = [str(python), str(EVIDENTLY_PEER), str(path), *([str(progress)] if progress else [])]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
             return f"the Evidently run failed: {last}"
@@ -293,6 +292,7 @@ def run_evidently(
     ours: dict[str, Outcome],
     params: Params,
     reference_size: int,
+    progress: Path | None,
 ) -> None:
     print(
         f"\nEvidently DataDriftPreset as a peer: the same windows, columns text, length, score, predicted, label; "
@@ -320,7 +320,7 @@ def run_evidently(
         groups.append({"reference": evidently_reference(rotation, params, reference_size), "windows": windows})
     print(f"  (out-of-fold reference scores: {time.perf_counter() - started:.0f} s)", flush=True)
     started = time.perf_counter()
-    peer = evidently_peer(venv, {"groups": groups})
+    peer = evidently_peer(venv, {"groups": groups}, progress)
     if isinstance(peer, str):
         print(f"  not run: {peer}")
         return
@@ -354,6 +354,9 @@ def main() -> int:
         "--evidently-reference", type=int, default=1500, help="reference rows for Evidently (it is slow on more)"
     )
     parser.add_argument("--no-speed", action="store_true", help="skip the 10,000-message timings")
+    parser.add_argument(
+        "--evidently-progress", type=Path, help="a file the peer appends one JSON line per checked window to"
+    )
     parser.add_argument(
         "--evidently-only",
         action="store_true",
@@ -396,7 +399,9 @@ def main() -> int:
         cases[mode] = draw(rotations, args.drift_windows, mode, feed.MODERATE_STRENGTH[mode], MODERATE_SEED)
     if args.evidently_only:
         if args.evidently:
-            run_evidently(args.evidently, rotations, cases, {}, params, args.evidently_reference)
+            run_evidently(
+                args.evidently, rotations, cases, {}, params, args.evidently_reference, args.evidently_progress
+            )
         return 0
 
     ours: dict[str, Outcome] = {"none": run_windows(clean, monitor_params)}
@@ -465,7 +470,7 @@ def main() -> int:
         )
 
     if args.evidently:
-        run_evidently(args.evidently, rotations, cases, ours, params, args.evidently_reference)
+        run_evidently(args.evidently, rotations, cases, ours, params, args.evidently_reference, args.evidently_progress)
     return 0
 
 
