@@ -45,6 +45,10 @@ class Generation:
     html_spam: float
     charsets: tuple[str, ...]
     extra_lines: int
+    # Lines and subjects of this generation's own (none for the first): new topics and new campaigns.
+    ham_lines: tuple[str, ...] = ()
+    spam_lines: tuple[str, ...] = ()
+    spam_subjects: tuple[str, ...] = ()
 
 
 GENERATIONS = {
@@ -67,6 +71,16 @@ GENERATIONS = {
         html_spam=0.9,
         charsets=("utf-8", "utf-8", "windows-1252"),
         extra_lines=6,
+        ham_lines=(
+            "The standup moved to {day}, join the video call from the calendar invite.",
+            "Deploy of the {topic} service is green, rollback plan is in the runbook.",
+        ),
+        spam_lines=(  # a campaign written like the first generation's ham: a model trained on it misses these
+            "Hi {name}, please review the attached invoice for the {topic} work and pay it by {day}.",
+            "Can you have a look at the {topic} payment details and send the wire today?",
+            "Thanks for the notes, the updated bank details for the {topic} invoice are below.",
+        ),
+        spam_subjects=("Re: {topic} invoice", "Payment for the {topic} review", "Re: {topic} question"),
     ),
 }
 
@@ -102,8 +116,13 @@ def make_corpus(n_ham: int, n_spam: int, seed: int, generation: int = 1) -> list
     rng = random.Random(seed)
     kind = GENERATIONS[generation]
     out: list[tuple[str, bytes]] = []
+    subjects: tuple[str, ...]
+    lines: tuple[str, ...]
     for label, count in (("ham", n_ham), ("spam", n_spam)):
-        subjects, lines = (_HAM_SUBJECTS, _HAM_LINES) if label == "ham" else (_SPAM_SUBJECTS, _SPAM_LINES)
+        if label == "ham":
+            subjects, lines = _HAM_SUBJECTS, kind.ham_lines * 3 + _HAM_LINES
+        else:  # a generation's own campaigns replace the old ones where it has them
+            subjects, lines = kind.spam_subjects or _SPAM_SUBJECTS, kind.spam_lines or _SPAM_LINES
         spam = label == "spam"
         senders = kind.spam_senders if spam else kind.ham_senders
         links = kind.spam_links if spam else kind.ham_links
@@ -118,7 +137,7 @@ def make_corpus(n_ham: int, n_spam: int, seed: int, generation: int = 1) -> list
                     make_email(
                         sender=f"{words['name'].lower()}{i}@{domain}",
                         subject=f"{rng.choice(subjects).format(**words)} #{seed}-{i}",
-                        body="\n".join(body_lines) + f"\nref {seed}-{label}-{i}",
+                        body="\n".join(body_lines) + f"\nref {rng.randrange(10**9)}",
                         html=rng.random() < (kind.html_spam if spam else kind.html_ham),
                         links=rng.sample(links, rng.randrange(len(links) + 1)),
                         attachment=b"\x00" * 64 if rng.random() < 0.05 else None,
