@@ -26,7 +26,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -74,6 +74,15 @@ class Chunk:
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def without(self, rows: Collection[int]) -> Chunk:
+        """This chunk less the messages at `rows`."""
+        kept = [index for index in range(len(self.inputs)) if index not in rows]
+        return Chunk(
+            [self.inputs[i] for i in kept],
+            [self.sources[i] for i in kept],
+            None if self.ids is None else [self.ids[i] for i in kept],
+        )
 
 
 @dataclass
@@ -240,7 +249,8 @@ class CorpusReader:
         if last is not None:
             yield last
 
-    def _bad(self, row: BadRow) -> None:
+    def bad_row(self, row: BadRow) -> None:
+        """A row that cannot be scored: a DataError naming it (`on_bad_row="fail"`), or counted (`"skip"`)."""
         if self.on_bad_row == "fail":
             raise DataError(f"{row} (or skip bad rows: --on-bad-row skip)")
         self.bad_rows.add(row)
@@ -271,7 +281,7 @@ class CorpusReader:
             for item in items:
                 line = lines(item.line)
                 if isinstance(item, BadRow):
-                    self._bad(BadRow(str(file), line, item.reason))
+                    self.bad_row(BadRow(str(file), line, item.reason))
                 else:
                     yield item.text, f"{file}:{line}", None
 
@@ -330,7 +340,7 @@ class CorpusReader:
         found = read_mail_corpus(self.path, _AnyFolder(), self.mail_max_bytes)
         self.format = found.format
         for row in found.bad_rows:
-            self._bad(row)
+            self.bad_row(row)
         for mail in found.messages:
             yield mail.raw, mail.source, None
 
@@ -338,12 +348,12 @@ class CorpusReader:
         """A raw e-mail from a Parquet or JSON value (bytes, or text as UTF-8), or None after a bad row."""
         raw = value.encode("utf-8") if isinstance(value, str) else value
         if len(raw) > self.mail_max_bytes:
-            self._bad(
+            self.bad_row(
                 BadRow(where, line, f"message is {len(raw):,} bytes, over the {self.mail_max_bytes:,}-byte limit")
             )
             return None
         if not looks_like_email(raw):
-            self._bad(BadRow(where, line, "not an e-mail: no header block" if raw.strip() else "empty message"))
+            self.bad_row(BadRow(where, line, "not an e-mail: no header block" if raw.strip() else "empty message"))
             return None
         return bytes(raw)
 
@@ -364,7 +374,7 @@ class CorpusReader:
                     row += 1
                     source = f"{where}:{row}"
                     if value is None:
-                        self._bad(BadRow(where, row, f"{column} is null"))
+                        self.bad_row(BadRow(where, row, f"{column} is null"))
                         continue
                     checked = self._checked(value, column, where, row)
                     if checked is not None:
@@ -379,17 +389,17 @@ class CorpusReader:
                 try:
                     value = base64.b64decode(value, validate=True)
                 except (binascii.Error, ValueError, TypeError):
-                    self._bad(BadRow(where, line, f"{RAW_B64_FIELD} is not valid base64"))
+                    self.bad_row(BadRow(where, line, f"{RAW_B64_FIELD} is not valid base64"))
                     return None
             if not isinstance(value, str | bytes):
-                self._bad(BadRow(where, line, f"{column} is {type(value).__name__}, expected a string"))
+                self.bad_row(BadRow(where, line, f"{column} is {type(value).__name__}, expected a string"))
                 return None
             return self._mail_value(value, where, line)
         if not isinstance(value, str):
-            self._bad(BadRow(where, line, f"{column} is {type(value).__name__}, expected a string"))
+            self.bad_row(BadRow(where, line, f"{column} is {type(value).__name__}, expected a string"))
             return None
         if not value.strip():
-            self._bad(BadRow(where, line, "empty text"))
+            self.bad_row(BadRow(where, line, "empty text"))
             return None
         return value
 
@@ -409,7 +419,7 @@ class CorpusReader:
                     column = RAW_B64_FIELD
                 if column not in record:
                     wanted = f"{self.column!r} or {RAW_B64_FIELD!r}" if self.channel == "email" else repr(self.column)
-                    self._bad(BadRow(where, number, f"no field {wanted} (the {self.channel} model's input)"))
+                    self.bad_row(BadRow(where, number, f"no field {wanted} (the {self.channel} model's input)"))
                     continue
                 checked = self._checked(record[column], column, where, number)
                 if checked is None:
@@ -421,13 +431,13 @@ class CorpusReader:
         try:
             record = json.loads(raw_line)
         except UnicodeDecodeError as exc:
-            self._bad(BadRow(where, number, f"not valid UTF-8 (byte 0x{raw_line[exc.start]:02x})"))
+            self.bad_row(BadRow(where, number, f"not valid UTF-8 (byte 0x{raw_line[exc.start]:02x})"))
             return None
         except ValueError as exc:
-            self._bad(BadRow(where, number, f"not JSON ({exc})"))
+            self.bad_row(BadRow(where, number, f"not JSON ({exc})"))
             return None
         if not isinstance(record, dict):
-            self._bad(BadRow(where, number, f"a JSON {type(record).__name__}, expected an object"))
+            self.bad_row(BadRow(where, number, f"a JSON {type(record).__name__}, expected an object"))
             return None
         return record
 

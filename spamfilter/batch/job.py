@@ -17,10 +17,10 @@ import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -29,7 +29,7 @@ from spamfilter.batch import inputs, output
 from spamfilter.batch.inputs import Chunk, CorpusReader, OnBadRow
 from spamfilter.config import Channel, Settings
 from spamfilter.data.corpus import BadRow
-from spamfilter.errors import DataError, ModelUnavailableError
+from spamfilter.errors import DataError, ModelUnavailableError, SpamfilterError
 from spamfilter.labels import LABELS, SPAM
 from spamfilter.modeling.pipeline import model_threshold, predict_labels, spam_probability
 from spamfilter.modeling.scoring import compile_scorer
@@ -167,16 +167,15 @@ def score_corpus(request: ScoreRequest, settings: Settings) -> ScoreSummary:
     model = load_model(settings.for_channel(request.channel), request.channel, request.model_ref)
     with contextlib.ExitStack() as engine:
         if request.engine == "spark":
-            scorer = "spark_udf"
-            scored = _spark_scores(engine, request, settings, model, reader)
+            score, scorer = _spark_scorer(engine, request, settings, model), "spark_udf"
         else:
             score, scorer = channel_scorer(model.pipeline, request.channel)
-            scored = ((chunk, np.asarray(score(chunk.inputs), dtype=np.float64)) for chunk in reader.chunks())
         ready = time.perf_counter()
         scored_by = output.ScoredBy(model.version.name, model.version.version)
         with output.open_sink(request.out, scored_by, reader.has_ids) as sink, _progress(reader, request) as bar:
-            for chunk, probabilities in scored:
-                sink.write(chunk, probabilities, predict_labels(probabilities, model.threshold))
+            for chunk in reader.chunks():
+                kept, probabilities = _score_chunk(score, chunk, model, reader)
+                sink.write(kept, probabilities, predict_labels(probabilities, model.threshold))
                 bar.update(len(chunk))
             if sink.rows == 0:
                 raise DataError(f"{request.input}: no messages to score ({reader.bad_rows.count:,} bad rows skipped)")
@@ -196,10 +195,39 @@ def score_corpus(request: ScoreRequest, settings: Settings) -> ScoreSummary:
     )
 
 
-def _spark_scores(
-    engine: contextlib.ExitStack, request: ScoreRequest, settings: Settings, model: ScoringModel, reader: CorpusReader
-) -> Iterator[tuple[Chunk, np.ndarray]]:
-    """Start Spark (stopped when `engine` closes), make the model's UDF, and score the reader's chunks with it."""
+def _score_chunk(
+    score: ChannelScorer, chunk: Chunk, model: ScoringModel, reader: CorpusReader
+) -> tuple[Chunk, np.ndarray]:
+    """The chunk's messages the model accepts and their P(spam). When the model refuses some (an e-mail over a
+    limit its parser enforces raises for its whole batch), each message is tried alone to name those, which
+    are bad rows (failing the run or skipped, as the reader's policy says), and the rest is scored."""
+    try:
+        return chunk, np.asarray(score(chunk.inputs), dtype=np.float64)
+    except Exception:  # a Spark job fails with pyspark's own error types: whether the input is to blame is below
+        refused = refused_rows(model.pipeline, chunk.inputs)
+        if not refused:
+            raise
+    for index, reason in refused.items():
+        reader.bad_row(BadRow(chunk.sources[index], 0, reason))
+    kept = chunk.without(refused)
+    return kept, np.asarray(score(kept.inputs) if len(kept) else np.empty(0), dtype=np.float64)
+
+
+def refused_rows(model: Any, values: Sequence[Any]) -> dict[int, str]:
+    """The inputs the model refuses on their own (a SpamfilterError from its pipeline), by index, with why."""
+    refused = {}
+    for index, value in enumerate(values):
+        try:
+            spam_probability(model, [value])
+        except SpamfilterError as error:
+            refused[index] = str(error).removeprefix("input row 0: ")
+    return refused
+
+
+def _spark_scorer(
+    engine: contextlib.ExitStack, request: ScoreRequest, settings: Settings, model: ScoringModel
+) -> ChannelScorer:
+    """Start Spark (stopped when `engine` closes) and make the model's UDF; the scorer runs one Spark job a call."""
     from spamfilter.batch import spark
     from spamfilter.registry import tracking  # imports mlflow
 
@@ -207,4 +235,4 @@ def _spark_scores(
     work = Path(engine.enter_context(tempfile.TemporaryDirectory(prefix="spamfilter-udf-")))
     with spark.quiet_pyspark():
         udf = tracking.load_spark_udf(session, settings.for_channel(request.channel), model.version, work)
-    return spark.score_chunks(session, udf, inputs.input_column(request.channel), model.spam_index, reader.chunks())
+    return spark.udf_scorer(session, udf, inputs.input_column(request.channel), model.spam_index)

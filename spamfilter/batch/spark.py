@@ -14,20 +14,18 @@ optional extra (`pip install 'spamfilter[spark]'`) and a classic session needs J
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
-from spamfilter.batch.inputs import Chunk
 from spamfilter.errors import ConfigError
 
 if TYPE_CHECKING:  # pyspark is optional: imported where a Spark run needs it
@@ -57,11 +55,13 @@ _PROBA: Final = "__proba"
 
 def require_pyspark() -> None:
     """A ConfigError when pyspark is not installed."""
-    if importlib.util.find_spec("pyspark") is None:
+    try:
+        import pyspark  # noqa: F401 - only whether it imports
+    except ImportError:
         raise ConfigError(
             "--engine spark needs pyspark, which is not installed: pip install 'spamfilter[spark]' "
             "(or use --engine local)"
-        )
+        ) from None
 
 
 def java_executable(environ: dict[str, str] | None = None) -> str | None:
@@ -163,35 +163,32 @@ def is_connect(session: Any) -> bool:
     return type(session).__module__.startswith("pyspark.sql.connect")
 
 
-def score_chunks(
-    session: SparkSession,
-    udf: Any,
-    input_column: str,
-    spam_index: int,
-    chunks: Iterator[Chunk],
-    partitions: int | None = None,
-) -> Iterator[tuple[Chunk, np.ndarray]]:
-    """P(spam) of every message of every chunk, scored by `udf` (class probabilities in the model's class
-    order) in Spark; each chunk is one Spark job of `partitions` tasks (default: the session's parallelism)."""
+def udf_scorer(
+    session: SparkSession, udf: Any, input_column: str, spam_index: int, partitions: int | None = None
+) -> Callable[[Sequence[Any]], np.ndarray]:
+    """A scorer of model inputs in Spark: P(spam) of each, from `udf` (class probabilities in the model's class
+    order). Each call is one Spark job of `partitions` tasks (default: the session's parallelism)."""
     import pandas as pd
     import pyarrow.compute as pc
     from pyspark.sql import functions as F  # noqa: N812 - pyspark's own convention
 
     spread = _repartition(session, partitions)
-    for chunk in chunks:
+
+    def score(values: Sequence[Any]) -> np.ndarray:
+        count = len(values)
         with quiet_pyspark():
             frame = session.createDataFrame(
-                pd.DataFrame({_ROW: np.arange(len(chunk), dtype=np.int64), input_column: chunk.inputs})
+                pd.DataFrame({_ROW: np.arange(count, dtype=np.int64), input_column: list(values)})
             )
-            frame = spread(frame)
-            table = frame.select(F.col(_ROW), udf(F.col(input_column)).alias(_PROBA)).toArrow()
+            table = spread(frame).select(F.col(_ROW), udf(F.col(input_column)).alias(_PROBA)).toArrow()
         rows = table.column(_ROW).to_numpy()
-        spam = pc.list_element(table.column(_PROBA), spam_index).to_numpy(zero_copy_only=False)
-        if len(rows) != len(chunk):
-            raise RuntimeError(f"Spark returned {len(rows)} scores for {len(chunk)} messages")
-        ordered = np.empty(len(chunk), dtype=np.float64)
-        ordered[rows] = spam
-        yield chunk, ordered
+        if len(rows) != count:
+            raise RuntimeError(f"Spark returned {len(rows)} scores for {count} messages")
+        ordered = np.empty(count, dtype=np.float64)
+        ordered[rows] = pc.list_element(table.column(_PROBA), spam_index).to_numpy(zero_copy_only=False)
+        return ordered
+
+    return score
 
 
 def _repartition(session: Any, partitions: int | None) -> Callable[[Any], Any]:
