@@ -91,8 +91,19 @@ def test_missing_profile_names_the_stage_that_makes_it(
     assert not (built.root / "predictions.db").exists()
 
 
-def test_prediction_log_window_skips_corrupt_rows(built: Project, tmp_path: Path) -> None:
-    url = f"sqlite:///{built.root / 'log.db'}"
+def write_log(built: Project, name: str, missed_spam: int = 0) -> str:
+    """A prediction log of the first 200 messages as the pipeline's model scored them, true labels fed
+    back for 120, plus two corrupt rows; the first `missed_spam` spam are logged as the model missing them."""
+    from spamfilter import files
+    from spamfilter.modeling.pipeline import model_threshold, spam_probability
+
+    model = files.load_joblib(built.root / "models/sms/model.joblib")
+    rows = MESSAGES[:200]
+    scores = spam_probability(model, [message for _, message in rows]).tolist()
+    spam_rows = [i for i, (label, _) in enumerate(rows) if label == "spam"][:missed_spam]
+    for i in spam_rows:
+        scores[i] = 0.01
+    url = f"sqlite:///{built.root / name}"
     engine = predlog.connect(url)
     start = datetime.now(UTC) - timedelta(hours=2)
     records = [
@@ -102,32 +113,61 @@ def test_prediction_log_window_skips_corrupt_rows(built: Project, tmp_path: Path
             "1",
             len(message),
             predlog.text_sha256(message),
-            0.9 if label == "spam" else 0.02,
-            label,
+            score,
+            "spam" if score >= model_threshold(model) else "ham",
             message,
         )
-        for i, (label, message) in enumerate(MESSAGES[:200])
+        for i, ((_, message), score) in enumerate(zip(rows, scores, strict=True))
     ]
     predlog.insert_predictions(engine, records)
-    for record, (label, _) in zip(records[:120], MESSAGES[:120], strict=True):
+    for record, (label, _) in zip(records[:120], rows[:120], strict=True):
         predlog.insert_feedback(engine, record.id, label)
     with engine.begin() as connection:
-        connection.execute(text("INSERT INTO predictions VALUES ('x1', 'yesterday', '1', 4, 'h', 0.5, 'spam', NULL)"))
+        columns = "(id, created_at, model_version, text_length, text_sha256, spam_probability, label, text)"
         connection.execute(
-            text("INSERT INTO predictions VALUES ('x2', '2999-01-01 00:00:00', '1', 4, 'h', 'high', 'spam', NULL)")
+            text(f"INSERT INTO predictions {columns} VALUES ('x1', 'yesterday', '1', 4, 'h', 0.5, 'spam', NULL)")
+        )
+        connection.execute(
+            text(
+                f"INSERT INTO predictions {columns} "
+                "VALUES ('x2', '2999-01-01 00:00:00', '1', 4, 'h', 'high', 'spam', NULL)"
+            )
         )
     engine.dispose()
+    return url
+
+
+def test_prediction_log_window_skips_corrupt_rows_and_clean_traffic_needs_no_retraining(
+    built: Project, tmp_path: Path
+) -> None:
     output = tmp_path / "github_output"
-    result = monitor(built, "--log-url", url, "--last", "500", github_output=output)
+    result = monitor(built, "--log-url", write_log(built, "clean.db"), "--last", "500", github_output=output)
     report = built.json("reports/sms/monitor.json")
     assert report["window"]["size"] == 200
     assert report["window"]["labelled"] == 120
     assert report["window"]["skipped_rows"] == 2
     assert "2 corrupt rows skipped" in result.stdout
-    assert {c["name"] for c in report["checks"]} >= {"vocabulary", "domain_classifier", "quality:recall"}
-    decision = "true" if report["retrain_needed"] else "false"
-    assert f"retrain_needed={decision}\n" in output.read_text()
-    assert f"retrain_needed={decision}" in result.stdout
+    ran = {c["name"] for c in report["checks"] if c["skipped"] is None}
+    assert ran >= {"vocabulary", "domain_classifier", "quality:precision", "quality:recall", "quality:f1"}
+    assert [c["name"] for c in report["checks"] if c["drifted"]] == []
+    assert (report["status"], report["retrain_needed"]) == ("ok", False)
+    assert output.read_text().startswith("retrain_needed=false\n")
+    assert "retrain_needed=false" in result.stdout
+
+
+def test_prediction_log_window_with_missed_spam_asks_for_retraining(built: Project, tmp_path: Path) -> None:
+    output = tmp_path / "github_output"
+    url = write_log(built, "missed.db", missed_spam=20)
+    result = monitor(
+        built, "--log-url", url, "--last", "500", "--json", "reports/sms/missed.json", github_output=output
+    )
+    report = built.json("reports/sms/missed.json")
+    fired = {c["name"] for c in report["checks"] if c["drifted"]}
+    assert "quality:recall" in fired and "quality:precision" not in fired
+    assert report["retrain_needed"] is True
+    assert any(reason.startswith("quality:recall") for reason in report["reasons"])
+    assert output.read_text().startswith("retrain_needed=true\n")
+    assert "retrain_needed=true" in result.stdout
 
 
 def test_feed_batches_and_monitor_them(built: Project, tmp_path: Path) -> None:
