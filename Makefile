@@ -95,17 +95,18 @@ history: setup ## List the promotions and rollbacks of `champion` (who, when, wh
 export: setup ## Write the champion (or VERSION=<n> / ALIAS=<alias>) of CHANNEL as a serving bundle in $(BUNDLE)/<channel>/
 	$(BIN)/spamfilter export $(channel_arg) $(if $(CHANNEL),--out $(BUNDLE)/$(CHANNEL)) $(if $(VERSION),--version $(VERSION),$(if $(ALIAS),--alias $(ALIAS)))
 
-# Debian packages the tests and benchmarks use: the page test drives chromium through chromedriver,
-# bench-serve loads the API with wrk. Installed when missing and we may (root with apt-get).
-APT_TEST_PACKAGES := chromium chromium-driver
+# Debian packages the tests and benchmarks use: the page test drives chromium through chromedriver, the
+# spamd tests talk to the listener with SpamAssassin's spamc, bench-serve loads the API with wrk. Installed
+# when any is missing and we may (root with apt-get).
+APT_TEST_PACKAGES := chromium chromium-driver spamc
 APT_BENCH_PACKAGES := wrk
 
 .PHONY: test-tools
-test-tools: ## Install the Debian packages the tests need (chromium, chromium-driver) if missing
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+test-tools: ## Install the Debian packages the tests need (chromium, chromium-driver, spamc) if missing
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v spamc >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_TEST_PACKAGES); \
-	  else echo "note: install $(APT_TEST_PACKAGES) to run the page test (it skips without them)"; fi; }
+	  else echo "note: install $(APT_TEST_PACKAGES) to run the page and spamc tests (they skip without them)"; fi; }
 
 .PHONY: test
 test: setup-dev test-tools ## Set up and run the whole test suite
@@ -133,7 +134,7 @@ bench: setup-dev data ## Run the benchmarks under bench/ and print their figures
 	$(PY) bench/monitor.py
 
 .PHONY: serve
-serve: setup ## Run the API on the exported bundle (MODEL_URI=bundle; see README "Serving API")
+serve: setup ## Run the API on the exported bundles (bundle/sms, bundle/email); SPAMD_PORT=7830 adds spamd (README "Serving API")
 	$(PY) -m api
 
 .PHONY: bench-serve

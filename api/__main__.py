@@ -1,9 +1,11 @@
 """`python -m api`: the server's entry point (the Docker image's command).
 
-Runs uvicorn (uvloop, httptools) with WORKERS processes on HOST:PORT. Before the workers start
-it makes the run directory they share (reload signal, Prometheus multiprocess files) and
-creates the prediction-log tables once, so workers do not race to create them (when the database
-is down then, the server starts all the same and each worker's log writer creates them later).
+Runs uvicorn (uvloop, httptools) with WORKERS processes on HOST:PORT; with SPAMD_PORT set, each
+worker also listens there for spamc (the port shared through SO_REUSEPORT). Before the workers start
+it makes the run directory they share (reload signal, Prometheus multiprocess files) and creates the
+prediction-log tables once, or brings an older log up to the current schema, so workers do not race
+to do it (when the database is down then, the server starts all the same and each worker's log
+writer does it later).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ def log_config(level: str) -> dict[str, object]:
 
 def main() -> int:
     settings = ApiSettings()
+    if not settings.model_sources():
+        print("error: no channel to serve: MODEL_URI is empty and the e-mail channel is off", file=sys.stderr)
+        return 1
     owned_run_dir = None
     if not settings.run_dir:
         owned_run_dir = tempfile.mkdtemp(prefix="spamfilter-api-")

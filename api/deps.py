@@ -1,4 +1,5 @@
-"""What the routes share: the application state, API-key checks and input limits."""
+"""What the routes share: the application state (one model holder and batcher per channel), API-key
+checks and input limits."""
 
 from __future__ import annotations
 
@@ -17,17 +18,46 @@ from api.model_holder import LoadedModel, ModelHolder
 from api.prediction_log import PredictionLogWriter
 from api.reload_signal import ReloadSignal
 from api.settings import ApiSettings
+from api.spamd import SpamdServer
+from spamfilter.config import Channel
+
+CHANNEL_NAMES: dict[Channel, str] = {"sms": "SMS", "email": "e-mail"}
+CHANNEL_SETTINGS: dict[Channel, str] = {"sms": "MODEL_URI", "email": "EMAIL_MODEL_URI"}
+
+
+@dataclass
+class ChannelService:
+    """One channel's model holder and, for SMS, the micro-batcher of its single predictions. (Concurrent SMS
+    texts are scored together on the event loop, microseconds each; an e-mail may take milliseconds to parse,
+    so each is scored in a worker thread instead, where it holds up no other request.)"""
+
+    channel: Channel
+    holder: ModelHolder
+    batcher: MicroBatcher | None
 
 
 @dataclass
 class AppState:
     settings: ApiSettings
-    holder: ModelHolder
-    batcher: MicroBatcher
+    channels: dict[Channel, ChannelService]  # the configured ones only, SMS first
     metrics: ApiMetrics
     writer: PredictionLogWriter | None = None
     signal: ReloadSignal | None = None
     background: list[object] = field(default_factory=list)
+    spamd: SpamdServer | None = None
+
+    @property
+    def sms_only(self) -> bool:
+        """The service as it was before channels: its answers keep their old shape (no per-channel part)."""
+        return list(self.channels) == ["sms"]
+
+    def primary(self) -> ChannelService | None:
+        """The channel the top-level fields of /ready and /model describe: the first configured one that
+        serves (SMS before e-mail), else the first configured; None when no channel is configured."""
+        services = list(self.channels.values())
+        serving = [service for service in services if service.holder.current is not None]
+        chosen = serving or services
+        return chosen[0] if chosen else None
 
 
 async def get_state(request: Request) -> AppState:
@@ -69,11 +99,27 @@ async def require_admin_key(state: State, key: Annotated[str | None, Depends(_ap
         )
 
 
-def current_model(state: AppState) -> LoadedModel:
-    loaded = state.holder.current
+def channel_service(state: AppState, channel: Channel) -> ChannelService:
+    """The channel's service; 404 when this server does not serve the channel."""
+    service = state.channels.get(channel)
+    if service is None:
+        raise ApiError(
+            404,
+            "channel_off",
+            f"this server does not serve the {CHANNEL_NAMES[channel]} channel: its {CHANNEL_SETTINGS[channel]} is "
+            f"empty{' (or unset and there is no bundle/email)' if channel == 'email' else ''}",
+        )
+    return service
+
+
+def current_model(state: AppState, channel: Channel = "sms") -> LoadedModel:
+    """The channel's model now (taken once per request); 503 while it has none, 404 when the channel is off."""
+    holder = channel_service(state, channel).holder
+    loaded = holder.current
     if loaded is None:
-        reason = state.holder.last_error or "the model is still loading"
-        raise ApiError(503, "not_ready", f"no model loaded yet: {reason}", headers={"Retry-After": "1"})
+        reason = holder.last_error or "the model is still loading"
+        what = "model" if channel == "sms" else f"{CHANNEL_NAMES[channel]} model"
+        raise ApiError(503, "not_ready", f"no {what} loaded yet: {reason}", headers={"Retry-After": "1"})
     return loaded
 
 

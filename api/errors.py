@@ -119,6 +119,11 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
 
+async def _too_large(_request: Request, exc: Exception) -> JSONResponse:
+    # A raw body (POST /predict/email) read by the route itself, past its limit.
+    return error_response(413, "too_large", str(exc))
+
+
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
@@ -133,4 +138,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(BodyTooLargeError, _too_large)
     app.add_exception_handler(Exception, _unexpected)

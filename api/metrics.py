@@ -1,5 +1,9 @@
 """Prometheus metrics: requests and latency per endpoint, predictions per label, model version.
 
+Per channel (label `channel`: sms, email): `spam_api_channel_*` — predictions by label, the model
+version served, reloads by outcome, and whether a model serves the channel at all. The families
+without a channel label count every channel together (what an SMS-only dashboard has always read).
+
 With several worker processes (`python -m api` sets PROMETHEUS_MULTIPROC_DIR before any
 worker imports prometheus_client) each worker writes its own files and /metrics adds them up.
 """
@@ -13,6 +17,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from spamfilter.config import Channel
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,17 +76,63 @@ class ApiMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
             registry=self.registry,
         )
+        self.channel_predictions = Counter(
+            "spam_api_channel_predictions_total",
+            "Predictions served by channel and label (HTTP and spamd).",
+            ["channel", "label"],
+            registry=self.registry,
+        )
+        self.channel_model_info = Gauge(
+            "spam_api_channel_model_info",
+            "1 for the model version serving each channel.",
+            ["channel", "name", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.channel_reloads = Counter(
+            "spam_api_channel_model_reloads_total",
+            "Model loads by channel and outcome.",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.channel_serving = Gauge(
+            "spam_api_channel_serving",
+            "1 when a model serves the channel (in every worker), 0 while none does.",
+            ["channel"],
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
         for label in ("spam", "ham"):
             self.predictions.labels(label)
-        self._served: tuple[str, str] | None = None
+        self._served: dict[Channel, tuple[str, str]] = {}
 
-    def serving(self, name: str, version: str) -> None:
-        if self._served == (name, version):
+    def configure(self, channels: list[Channel]) -> None:
+        """Start the configured channels' series at zero (not serving, nothing predicted yet)."""
+        for channel in channels:
+            self.channel_serving.labels(channel).set(0)
+            for label in ("spam", "ham"):
+                self.channel_predictions.labels(channel, label)
+
+    def predicted(self, channel: Channel, label: str, count: int = 1) -> None:
+        self.predictions.labels(label).inc(count)
+        self.channel_predictions.labels(channel, label).inc(count)
+
+    def reloaded(self, channel: Channel, ok: bool) -> None:
+        outcome = "ok" if ok else "failed"
+        self.reloads.labels(outcome).inc()
+        self.channel_reloads.labels(channel, outcome).inc()
+
+    def serving(self, channel: Channel, name: str, version: str) -> None:
+        self.channel_serving.labels(channel).set(1)
+        served = self._served.get(channel)
+        if served == (name, version):
             return
-        if self._served is not None:
-            self.model_info.labels(*self._served).set(0)
+        if served is not None:
+            self.model_info.labels(*served).set(0)
+            self.channel_model_info.labels(channel, *served).set(0)
         self.model_info.labels(name, version).set(1)
-        self._served = (name, version)
+        self.channel_model_info.labels(channel, name, version).set(1)
+        self._served[channel] = (name, version)
 
     def exposition(self) -> bytes:
         path = multiprocess_dir()

@@ -1,4 +1,5 @@
-"""The served model: where it comes from, what it is, and the atomic swap to a new one.
+"""A served model: where it comes from, what it is, and the atomic swap to a new one. One holder per
+channel (SMS, e-mail), each with its own source.
 
 A `LoadedModel` is immutable. Requests take the holder's current reference once and score with
 it to the end, so a swap (one reference assignment) never changes the model under a request in
@@ -12,20 +13,23 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ConfigDict
 
+from spamfilter.config import Channel
 from spamfilter.errors import ModelUnavailableError
 from spamfilter.labels import LABELS
-from spamfilter.modeling.pipeline import model_threshold, predict_labels
-from spamfilter.modeling.scoring import Scorer, compile_scorer
+from spamfilter.modeling.pipeline import model_threshold, predict_labels, spam_probability
+from spamfilter.modeling.scoring import compile_scorer
 from spamfilter.registry import loading, versions
 from spamfilter.registry.bundle import read_bundle_metadata
-from spamfilter.registry.versions import ModelDescription, parse_models_uri
+from spamfilter.registry.versions import CHANNEL_TAG, ModelDescription, parse_models_uri
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +48,15 @@ class ModelInfo(ModelDescription):
     token: str
 
 
+# P(spam) of each input: SMS texts, or raw e-mail messages (bytes).
+ChannelScorer = Callable[[Sequence[Any]], np.ndarray]
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     info: ModelInfo
     model: Any
-    score: Scorer
+    score: ChannelScorer
     scorer_kind: str
     threshold: float
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -67,24 +75,46 @@ def probe_source(uri: str) -> str:
     return f"bundle:{meta.version}:{meta.run_id}:{meta.exported_at}"
 
 
-def load_from_source(uri: str) -> LoadedModel:
-    """Load the model `uri` names (a bundle directory or `models:/…`), with its metadata.
+def channel_scorer(model: Any, channel: Channel) -> tuple[ChannelScorer, str]:
+    """How a channel's model is scored, and the scorer's name: SMS texts through the lean scorer when it
+    reproduces the model exactly; raw e-mails through the model's own pipeline (parse, features, classifier)."""
+    if channel == "sms":
+        return compile_scorer(model)
+
+    def pipeline(messages: Sequence[Any]) -> np.ndarray:
+        return spam_probability(model, list(messages))
+
+    return pipeline, "pipeline"
+
+
+def _wrong_channel(where: str, found: str, channel: Channel) -> ModelUnavailableError:
+    return ModelUnavailableError(f"{where}: a model of the {found} channel, not of {channel}; check the model URI")
+
+
+def load_from_source(uri: str, channel: Channel = "sms") -> LoadedModel:
+    """Load the model `uri` names (a bundle directory or `models:/…`) for `channel`, with its metadata.
 
     A registry alias is resolved to a version first and that version is loaded, so the
     metadata and the model always describe the same version even if the alias moves meanwhile.
+    A model of another channel is refused: an SMS model would score the raw bytes of an e-mail.
     """
     started = time.perf_counter()
     if is_registry_uri(uri):
         from spamfilter.registry import tracking  # imports mlflow: only when loading from the registry
 
         found = tracking.registered_version(uri)
+        tagged = found.lineage.get(CHANNEL_TAG, "sms")
+        if tagged != channel:
+            raise _wrong_channel(f"{uri} (version {found.version})", tagged, channel)
         model = loading.load_pipeline(found.uri)
         _, alias, _ = parse_models_uri(uri)
-        description = versions.describe(found, alias, model_threshold(model))
+        description = versions.describe(found, alias, model_threshold(model), channel)
         info = ModelInfo(**description.model_dump(), source=found.uri, token=f"registry:{found.version}")
     else:
         bundle = Path(uri)
         meta = read_bundle_metadata(bundle)
+        if meta.channel != channel:
+            raise _wrong_channel(f"{bundle}/metadata.json", meta.channel, channel)
         model = loading.load_pipeline(bundle)
         threshold = model_threshold(model)
         if abs(threshold - meta.threshold) > 1e-12:
@@ -98,9 +128,10 @@ def load_from_source(uri: str) -> LoadedModel:
         )
     if tuple(model.classes_) != LABELS:
         raise ModelUnavailableError(f"{uri}: model classes are {list(model.classes_)}, expected {list(LABELS)}")
-    score, kind = compile_scorer(model)
+    score, kind = channel_scorer(model, channel)
     log.info(
-        "loaded %s version %s from %s in %.1f s (%s scorer)",
+        "loaded the %s model %s version %s from %s in %.1f s (%s scorer)",
+        channel,
         info.name,
         info.version,
         uri,
@@ -120,10 +151,11 @@ class ReloadOutcome:
 
 
 class ModelHolder:
-    """The current model and the history of loads; thread-safe, swaps atomically."""
+    """A channel's current model and the history of its loads; thread-safe, swaps atomically."""
 
-    def __init__(self, uri: str) -> None:
+    def __init__(self, uri: str, channel: Channel = "sms") -> None:
         self.uri = uri
+        self.channel: Channel = channel
         self.current: LoadedModel | None = None
         self.last_error: str | None = None
         self.last_error_at: str | None = None
@@ -148,7 +180,7 @@ class ModelHolder:
                     # Polling: nothing new, or the same broken version that failed last time.
                     if token in (previous.info.token, self._failed_token):
                         return ReloadOutcome(token != self._failed_token, False, previous_version, previous_version)
-                loaded = load_from_source(self.uri)
+                loaded = load_from_source(self.uri, self.channel)
             except Exception as exc:  # whatever broke, the current model keeps serving
                 message = f"{type(exc).__name__}: {exc}"
                 self.last_error = f"loading {self.uri} failed: {message}"
@@ -156,7 +188,8 @@ class ModelHolder:
                 self.failed_reloads += 1
                 self._failed_token = token
                 log.error(
-                    "model reload failed, still serving %s: %s",
+                    "%s model reload failed, still serving %s: %s",
+                    self.channel,
                     f"version {previous_version}" if previous else "no model",
                     self.last_error,
                 )
@@ -172,5 +205,11 @@ class ModelHolder:
             self.last_reload_at = loaded.loaded_at
             self.reloads += 1
             if previous_version != loaded.info.version:
-                log.info("now serving %s version %s (was %s)", loaded.info.name, loaded.info.version, previous_version)
+                log.info(
+                    "now serving %s version %s on %s (was %s)",
+                    loaded.info.name,
+                    loaded.info.version,
+                    self.channel,
+                    previous_version,
+                )
             return ReloadOutcome(True, True, loaded.info.version, previous_version)

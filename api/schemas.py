@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from spamfilter.config import Channel
 from spamfilter.labels import Label
 
 
@@ -33,6 +34,22 @@ class Prediction(BaseModel):
     prediction_id: str | None = Field(None, description="Give it to POST /feedback; null when the log is off.")
 
 
+class EmailSummary(BaseModel):
+    subject: str = Field(description="The decoded subject (cut to 200 characters).")
+    sender_domain: str = Field(description="The domain of the From address; empty when there is none.")
+    url_count: int = Field(description="Distinct web links in the text and HTML parts.")
+    attachment_count: int = Field(description="Parts that are not body text.")
+
+
+class EmailPrediction(BaseModel):
+    label: Label
+    spam_probability: float
+    channel: Literal["email"] = "email"
+    model_version: str
+    prediction_id: str | None = Field(None, description="Give it to POST /feedback; null when the log is off.")
+    summary: EmailSummary
+
+
 class BatchPrediction(BaseModel):
     predictions: list[Prediction]
     model_version: str
@@ -54,7 +71,10 @@ class ErrorResponse(BaseModel):
     details: list[dict[str, Any]] = Field(default_factory=list, description="One entry per bad field.")
 
 
-class ModelResponse(BaseModel):
+class ChannelModel(BaseModel):
+    """The model serving one channel."""
+
+    channel: Channel
     name: str
     version: str
     alias: str | None
@@ -68,9 +88,23 @@ class ModelResponse(BaseModel):
     scorer: str
 
 
+class ModelResponse(ChannelModel):
+    """The top-level fields describe one channel's model (`channel`: SMS when it serves), as before there
+    were channels; `channels` has every configured channel's, null while it has none."""
+
+    channels: dict[Channel, ChannelModel | None]
+
+
 class ReloadResponse(BaseModel):
     ok: bool
     swapped: bool
     version: str | None
     previous_version: str | None
     error: str | None = None
+
+
+class ChannelsReloadResponse(ReloadResponse):
+    """A reload on a server of several channels: the top-level fields are the first reloaded channel's (SMS
+    unless `?channel=` chose another); `channels` has each reloaded channel's outcome."""
+
+    channels: dict[Channel, ReloadResponse]

@@ -33,6 +33,8 @@ How it behaves, next to spamd (the reference daemon):
 | `Compress: zlib` without Content-length; corrupt zlib | 76; 69                                   | 69; 69               |
 | the scorer (or feedback) raises                       | 70 EX_SOFTWARE, and serving goes on      | child dies, respawns |
 | ... raises ScorerNotReadyError (no model loaded yet)  | 75 EX_TEMPFAIL with its message          | -                    |
+| ... raises MailError (not an e-mail, over a parse     | 65 EX_DATAERR with its message           | scores it anyway     |
+|   limit: parts, depth, decoded size)                  |                                          |                      |
 | TELL without a feedback function                      | 69 EX_UNAVAILABLE                        | same (no --allow-tell)|
 
 Bytes past the declared Content-length are ignored. spamc never sends more than its -s limit (500 KB by default),
@@ -74,6 +76,7 @@ from api.spamd_protocol import (
     tell_response,
 )
 from spamfilter.errors import ConfigError, SpamfilterError
+from spamfilter.mail import MailError
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +281,8 @@ class SpamdServer:
             return await loop.run_in_executor(self._executor, function, *args)
         except ScorerNotReadyError as error:
             raise RequestError(Status.EX_TEMPFAIL, str(error)) from error
+        except MailError as error:  # the client's message, refused by the parser: its fault, not the server's
+            raise RequestError(Status.EX_DATAERR, str(error)) from error
         except Exception as error:  # the model's bug is this request's failure, never the server's
             log.exception("spamd: the %s raised", role)
             raise RequestError(Status.EX_SOFTWARE, f"{role} failed (see the server log)") from error

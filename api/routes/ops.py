@@ -1,15 +1,24 @@
-"""Operations: liveness, readiness, what model answers, Prometheus metrics."""
+"""Operations: liveness, readiness, what model answers on each channel, Prometheus metrics.
+
+Readiness with several channels: 200 while at least one channel serves (`status` is `degraded` when
+another has no model or its last reload failed, and `channels` says which), 503 only when none does.
+A load balancer then keeps sending traffic to a server that can answer part of it; the degraded
+state shows in /ready, in `spam_api_channel_serving` and in the log.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import State, current_model
-from api.schemas import ErrorResponse, ModelResponse
+from api.deps import AppState, State, current_model
+from api.model_holder import LoadedModel, ModelHolder
+from api.schemas import ChannelModel, ErrorResponse, ModelResponse
+from spamfilter.config import Channel
 
 router = APIRouter(tags=["operations"])
 
@@ -19,18 +28,17 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/ready",
-    summary="Readiness: 200 once a model is loaded, else 503; reports a failed reload",
-    responses={503: {"description": "No model loaded yet"}},
-)
-async def ready(state: State) -> JSONResponse:
-    holder = state.holder
+def readiness(holder: ModelHolder) -> dict[str, Any]:
+    """One channel's readiness: `ready` (serving, no failure), `degraded` (serving; the last reload failed),
+    `loading` (no model yet) or `failed` (no model, and loading it failed)."""
     loaded = holder.current
-    body: dict[str, Any] = {
+    if loaded is not None:
+        status = "degraded" if holder.last_error else "ready"
+    else:
+        status = "failed" if holder.last_error else "loading"
+    return {
         "ready": loaded is not None,
-        # degraded: a reload failed and the previous model is still serving.
-        "status": ("degraded" if holder.last_error else "ready") if loaded else "loading",
+        "status": status,
         "model_version": loaded.info.version if loaded else None,
         "model_source": holder.uri,
         "loaded_at": loaded.loaded_at if loaded else None,
@@ -39,21 +47,60 @@ async def ready(state: State) -> JSONResponse:
         "reloads": holder.reloads,
         "failed_reloads": holder.failed_reloads,
     }
-    if loaded is None and holder.last_error:
-        body["status"] = "failed"
-    return JSONResponse(body, status_code=200 if loaded else 503)
+
+
+def overall_status(channels: Mapping[Channel, dict[str, Any]]) -> str:
+    """The server's status from its channels': ready, degraded (one serves), loading or failed (none does)."""
+    states = [detail["status"] for detail in channels.values()]
+    if any(detail["ready"] for detail in channels.values()):
+        return "ready" if all(status == "ready" for status in states) else "degraded"
+    return "failed" if all(status == "failed" for status in states) else "loading"
+
+
+@router.get(
+    "/ready",
+    summary="Readiness: 200 while a model serves (degraded when a channel does not), 503 when none does",
+    responses={503: {"description": "No channel has a model yet"}},
+)
+async def ready(state: State) -> JSONResponse:
+    primary = state.primary()
+    assert primary is not None  # create_app refuses a server without channels
+    body = readiness(primary.holder)
+    if not state.sms_only:
+        # The top-level fields keep describing one channel (SMS when it serves), as before channels;
+        # `ready` and `status` are the server's, and `channels` has each one's.
+        channels = {channel: readiness(service.holder) for channel, service in state.channels.items()}
+        body["ready"] = any(detail["ready"] for detail in channels.values())
+        body["status"] = overall_status(channels)
+        body["channel"] = primary.channel
+        body["channels"] = channels
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+
+def channel_model(loaded: LoadedModel) -> ChannelModel:
+    # What ModelInfo holds that the response documents, plus how this process serves it.
+    public = loaded.info.model_dump(include=set(ChannelModel.model_fields) - {"loaded_at", "scorer"})
+    return ChannelModel(**public, loaded_at=loaded.loaded_at, scorer=loaded.scorer_kind)
+
+
+def describe_models(state: AppState) -> ModelResponse:
+    primary = state.primary()
+    assert primary is not None
+    loaded = current_model(state, primary.channel)  # 503 when no channel serves
+    channels = {
+        channel: channel_model(service.holder.current) if service.holder.current else None
+        for channel, service in state.channels.items()
+    }
+    return ModelResponse(**channel_model(loaded).model_dump(), channels=channels)
 
 
 @router.get(
     "/model",
-    summary="The model answering: name, version, alias, metrics, training time, data fingerprint",
-    responses={503: {"model": ErrorResponse, "description": "No model loaded yet"}},
+    summary="The models answering: name, version, alias, metrics, training time, data fingerprint, per channel",
+    responses={503: {"model": ErrorResponse, "description": "No model loaded yet on any channel"}},
 )
 async def model(state: State) -> ModelResponse:
-    loaded = current_model(state)
-    # What ModelInfo holds that the response documents, plus how this process serves it.
-    public = loaded.info.model_dump(include=set(ModelResponse.model_fields) - {"loaded_at", "scorer"})
-    return ModelResponse(**public, loaded_at=loaded.loaded_at, scorer=loaded.scorer_kind)
+    return describe_models(state)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -1,24 +1,33 @@
-"""Scoring: one text, a batch of texts, and feedback on a past prediction."""
+"""Scoring: one SMS text, a batch of texts, one raw e-mail, and feedback on a past prediction."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import State, check_text, current_model, require_api_key
+from api.deps import State, channel_service, check_text, current_model, require_api_key
+from api.email_channel import SUMMARY_SUBJECT_CHARS, score_email
 from api.errors import ApiError, invalid_field
 from api.schemas import (
     BatchPrediction,
     BatchPredictRequest,
+    EmailPrediction,
+    EmailSummary,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
     Prediction,
     PredictRequest,
 )
+from spamfilter.mail import MailError
 from spamfilter.monitoring import predlog
+
+EMAIL_PATH = "/predict/email"
+# The media types a posted e-mail may be declared as: the message's own (RFC 2046), or plain bytes for
+# clients that send a file as such.
+EMAIL_MEDIA_TYPES = ("message/rfc822", "application/octet-stream")
 
 ERRORS = {
     status: {"model": ErrorResponse, "description": description}
@@ -30,6 +39,17 @@ ERRORS = {
         503: "No model loaded yet",
     }.items()
 }
+EMAIL_ERRORS = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "Missing or wrong API key",
+        404: "This server does not serve the e-mail channel",
+        413: "Message larger than EMAIL_MAX_BYTES",
+        415: "Body not declared as message/rfc822 (or application/octet-stream)",
+        422: "Not an e-mail, or over a parse limit (MIME parts, nesting, decoded size)",
+        503: "No e-mail model loaded yet",
+    }.items()
+}
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERRORS)  # type: ignore[arg-type]
 
@@ -38,10 +58,12 @@ router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], re
 async def predict(body: PredictRequest, state: State) -> Prediction:
     text = body.text
     check_text(text, state.settings.max_text_length, "text")
-    loaded = current_model(state)  # taken once: a swap during this request does not change it
-    probability = await state.batcher.score(loaded, text)
+    loaded = current_model(state, "sms")  # taken once: a swap during this request does not change it
+    batcher = channel_service(state, "sms").batcher
+    assert batcher is not None  # the SMS channel always has one
+    probability = await batcher.score(loaded, text)
     (label,) = loaded.labels_of([probability])
-    state.metrics.predictions.labels(label).inc()
+    state.metrics.predicted("sms", label)
     writer = state.writer
     prediction_id = writer.record(loaded.info.version, text, probability, label) if writer else None
     return Prediction(
@@ -63,13 +85,13 @@ async def predict_batch(body: BatchPredictRequest, state: State) -> BatchPredict
         )
     for i, text in enumerate(texts):
         check_text(text, settings.max_text_length, f"texts[{i}]")
-    loaded = current_model(state)
+    loaded = current_model(state, "sms")
     # Off the event loop: a large batch must not stall the single requests behind it.
     probabilities = (await run_in_threadpool(loaded.score, texts)).tolist()
     labels = loaded.labels_of(probabilities)
     spam = labels.count("spam")
-    state.metrics.predictions.labels("spam").inc(spam)
-    state.metrics.predictions.labels("ham").inc(len(labels) - spam)
+    state.metrics.predicted("sms", "spam", spam)
+    state.metrics.predicted("sms", "ham", len(labels) - spam)
     version = loaded.info.version
     writer = state.writer
     ids = [
@@ -85,6 +107,54 @@ async def predict_batch(body: BatchPredictRequest, state: State) -> BatchPredict
     )
 
 
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+@router.post(
+    EMAIL_PATH,
+    summary="Classify one raw e-mail (RFC 822 bytes as received)",
+    responses=EMAIL_ERRORS,  # type: ignore[arg-type]
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The message as received: headers, blank line, body (1 to EMAIL_MAX_BYTES bytes).",
+            "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in EMAIL_MEDIA_TYPES},
+        }
+    },
+)
+async def predict_email(request: Request, state: State) -> EmailPrediction:
+    service = channel_service(state, "email")
+    media_type = _media_type(request)
+    if media_type not in EMAIL_MEDIA_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the raw message as the body with Content-Type: message/rfc822 (got {media_type or 'none'})",
+        )
+    loaded = current_model(state, "email")  # taken once: a swap during this request does not change it
+    raw = await request.body()  # capped at EMAIL_MAX_BYTES while it streams in (api/limits.py)
+    try:
+        # Off the event loop: parsing a large MIME message takes milliseconds.
+        scored = await run_in_threadpool(score_email, state, service, loaded, raw)
+    except MailError as exc:
+        raise invalid_field("body", str(exc), f"the body is not an e-mail this service accepts: {exc}") from None
+    parsed = scored.parsed
+    subject = parsed.subject
+    return EmailPrediction(
+        label=scored.label,
+        spam_probability=scored.spam_probability,
+        model_version=loaded.info.version,
+        prediction_id=scored.prediction_id,
+        summary=EmailSummary(
+            subject=subject if len(subject) <= SUMMARY_SUBJECT_CHARS else subject[: SUMMARY_SUBJECT_CHARS - 1] + "…",
+            sender_domain=parsed.sender_domain,
+            url_count=len(parsed.urls),
+            attachment_count=len(parsed.attachments),
+        ),
+    )
+
+
 @router.post("/feedback", status_code=201, summary="Record the true label of a logged prediction")
 def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
     writer = state.writer
@@ -93,15 +163,17 @@ def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
     prediction_id = body.prediction_id
     if prediction_id in writer.pending_ids():
         writer.flush()
-    if not writer.prediction_exists(prediction_id):
+    channel = writer.prediction_channel(prediction_id)
+    if channel is None:
         # Another worker may still hold it in its queue: wait one flush interval.
         time.sleep(writer.flush_interval + 0.25)
-        if not writer.prediction_exists(prediction_id):
+        channel = writer.prediction_channel(prediction_id)
+        if channel is None:
             raise ApiError(
                 404,
                 "not_found",
                 f"no logged prediction has id {prediction_id!r}",
                 [{"field": "prediction_id", "problem": "unknown"}],
             )
-    predlog.insert_feedback(writer.engine, prediction_id, body.label)
+    predlog.insert_feedback(writer.engine, prediction_id, body.label, channel=channel)
     return FeedbackResponse(prediction_id=prediction_id)

@@ -237,13 +237,31 @@ def start_server(workdir: Path, overrides: dict[str, str], wait: bool = True) ->
 
 @pytest.fixture(scope="session")
 def bundle_server(tmp_path_factory: pytest.TempPathFactory, bundle_dir: Path) -> Iterator[Server]:
-    """Two workers serving a copy of the bundle (the image's default MODEL_URI), with an API key,
+    """Two workers serving a copy of the bundle (as bundle/sms, the image's default MODEL_URI), with an API key,
     texts logged, and small limits."""
     workdir = tmp_path_factory.mktemp("bundle-server")
-    shutil.copytree(bundle_dir, workdir / "bundle")
+    shutil.copytree(bundle_dir, workdir / "bundle" / "sms")
     server = start_server(
         workdir,
         {"API_KEY": "test-key", "LOG_TEXT": "true", "MAX_TEXT_LENGTH": "500", "MAX_BATCH_SIZE": "50"},
     )
     yield server
     server.stop()
+
+
+# --- the e-mail channel -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def email_model() -> Any:
+    """An e-mail pipeline trained in-process on generated messages (`tests/api/email_support.py`)."""
+    from tests.api.email_support import train_email_model
+
+    return train_email_model()
+
+
+@pytest.fixture(scope="session")
+def email_bundle_dir(tmp_path_factory: pytest.TempPathFactory, email_model: Any) -> Path:
+    from tests.api.email_support import write_email_bundle
+
+    return write_email_bundle(tmp_path_factory.mktemp("email-bundle") / "bundle", email_model)

@@ -34,7 +34,8 @@ def test_image_command_and_environment_are_valid_settings() -> None:
     command, env = image_command_and_env()
     assert command == ["python", "-m", "api"]
     settings = ApiSettings(_env_file=None, **{k: v for k, v in env.items() if k != "PATH"})  # type: ignore[arg-type]
-    assert settings.model_uri == "bundle"
+    assert settings.model_uri == "bundle/sms"
+    assert settings.spamd_port is None  # the spamd listener is off unless asked for
     assert settings.workers >= 1 and settings.host == "0.0.0.0"
 
 

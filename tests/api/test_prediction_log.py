@@ -142,7 +142,7 @@ def test_a_database_down_at_start_up_leaves_the_service_answering_and_is_retried
     import shutil
 
     workdir = tmp_path_factory.mktemp("log-down")
-    shutil.copytree(bundle_dir, workdir / "bundle")
+    shutil.copytree(bundle_dir, workdir / "bundle" / "sms")
     log_dir = workdir / "log-not-yet"
     url = f"sqlite:///{log_dir / 'predictions.db'}"
     server = start_server(workdir, {"WORKERS": "1", "PREDICTION_LOG_URL": url, "PREDICTION_LOG_FLUSH_INTERVAL": "0.2"})

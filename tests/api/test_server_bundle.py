@@ -187,9 +187,9 @@ def test_metrics_count_requests_latency_labels_and_version(bundle_server: Server
 
 def test_admin_reload_needs_the_key_and_a_failed_reload_keeps_the_old_model(bundle_server: Server) -> None:
     assert httpx.post(f"{bundle_server.url}/admin/reload").status_code == 401
-    metadata = bundle_server.cwd / "bundle" / "metadata.json"
+    metadata = bundle_server.cwd / "bundle" / "sms" / "metadata.json"
     good = metadata.read_text(encoding="utf-8")
-    model_pickle = bundle_server.cwd / "bundle" / "model" / "model.pkl"
+    model_pickle = bundle_server.cwd / "bundle" / "sms" / "model" / "model.pkl"
     backup = model_pickle.with_suffix(".bak")
     shutil.copy2(model_pickle, backup)
     try:

@@ -13,6 +13,7 @@ from tests.api.routes.conftest import SharedService
 ROUTES = {
     "/predict": {"post"},
     "/predict/batch": {"post"},
+    "/predict/email": {"post"},
     "/feedback": {"post"},
     "/health": {"get"},
     "/ready": {"get"},
@@ -49,7 +50,7 @@ def test_openapi_lists_every_route_but_the_page(client: TestClient) -> None:
     paths = {path: set(operations) for path, operations in schema["paths"].items()}
     assert paths == ROUTES
     # The keyed routes declare the X-API-Key header scheme, so clients generated from the schema send it.
-    for path in ("/predict", "/predict/batch", "/feedback", "/admin/reload"):
+    for path in ("/predict", "/predict/batch", "/predict/email", "/feedback", "/admin/reload"):
         (operation,) = schema["paths"][path].values()
         assert {"APIKeyHeader": []} in operation.get("security", []), path
     assert schema["components"]["securitySchemes"]["APIKeyHeader"] == {
