@@ -134,6 +134,8 @@ def spark_session(master: str | None = None, app_name: str = "spamfilter-score")
         # Spark starts its Python workers with $PYSPARK_PYTHON (default: `python3` on PATH, which may lack
         # this environment's packages): point it at this interpreter unless the user chose one.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        if (master or DEFAULT_MASTER).startswith("local"):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # loopback from the start, no hostname lookup
     from pyspark.sql import SparkSession  # pyspark is an optional extra: only for --engine spark
 
     builder = SparkSession.builder.appName(app_name)

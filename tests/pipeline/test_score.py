@@ -16,6 +16,7 @@ import sys
 import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,40 @@ def test_email_parquet_and_jsonl(env: Registry, tmp_path: Path, mails: list[byte
     out = tmp_path / "j.parquet"
     assert score("--channel", "email", "--input", str(jsonl), "--out", str(out)) == 0
     check_output(out, env.email["1"], mails, [f"{jsonl}:{i}" for i in range(1, len(mails) + 1)], "1", EMAIL_MODEL)
+
+
+def many_parts(count: int) -> bytes:
+    message = EmailMessage()
+    message["From"] = "bulk@example.org"
+    message["Subject"] = "attachments"
+    message.set_content("see attached")
+    for number in range(count):
+        message.add_attachment(b"x", maintype="application", subtype="octet-stream", filename=f"{number}.bin")
+    return message.as_bytes()
+
+
+def test_an_email_the_model_refuses_is_a_bad_row_named_by_its_source(
+    env: Registry, tmp_path: Path, mails: list[bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The e-mail model's parser refuses a message over its MIME-part limit for the whole batch: the run
+    names that message, or skips it and scores the rest of its chunk."""
+    path = tmp_path / "mail.jsonl"
+    records = [*mails[:3], many_parts(150), *mails[3:6]]
+    path.write_text(
+        "".join(json.dumps({"raw_b64": base64.b64encode(r).decode()}) + "\n" for r in records), encoding="utf-8"
+    )
+    out = tmp_path / "scored.parquet"
+    assert score("--channel", "email", "--input", str(path), "--out", str(out)) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        f"error: {path}:4: message has more than 100 MIME parts, over the limit of 100 "
+        "(channels.email.ingest.limits.max_parts) (or skip bad rows: --on-bad-row skip)"
+    ]
+    assert not out.exists()
+    assert score("--channel", "email", "--input", str(path), "--out", str(out), "--on-bad-row", "skip") == 0
+    sources = [f"{path}:{line}" for line in (1, 2, 3, 5, 6, 7)]
+    check_output(out, env.email["1"], [*mails[:3], *mails[3:6]], sources, "1", EMAIL_MODEL)
+    assert f"skipped 1 bad rows; the first: {path}:4: message has more than 100 MIME parts" in capsys.readouterr().out
 
 
 # --- Bad input: one line naming what and where, exit 1, no output -----------------------------------------------
