@@ -237,3 +237,26 @@ deploy-ec2: ## Copy deploy/ to the EC2 host and run deploy.sh there over SSH (EC
 .PHONY: ci-local
 ci-local: setup ## Rehearse the pipeline workflow here, every channel: monitor → retrain → gate → record → export → deploy (local) → promote
 	deploy/ci-local.sh
+
+# Batch scoring: `make score INPUT=corpus.tsv OUT=scored.parquet` (README "Batch scoring"). ENGINE=spark scores
+# with Spark (MASTER=, default local[*]); it needs pyspark (the `spark` extra) and Java 17+, both installed here
+# when missing and we may (Java: root with apt-get).
+INPUT ?=
+OUT ?= scored.parquet
+ENGINE ?= local
+MASTER ?=
+SCORE_ARGS ?=
+APT_SPARK_PACKAGES := openjdk-17-jre-headless
+java_17 = $${JAVA_HOME:+$$JAVA_HOME/bin/}java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'
+
+.PHONY: score
+score: setup ## Batch-score INPUT (file or folder, any input format) with CHANNEL's champion (VERSION=/ALIAS=) into OUT (Parquet); ENGINE=spark [MASTER=]
+	@test -n "$(INPUT)" || { echo "make score: name the corpus to score: INPUT=<file or folder> [OUT=scored.parquet]"; exit 2; }
+ifeq ($(ENGINE),spark)
+	@$(PY) -c "import pyspark" 2>/dev/null || $(PY) -m pip install --quiet -r requirements-spark.txt
+	@$(java_17) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_SPARK_PACKAGES); \
+	  else echo "make score: ENGINE=spark needs Java 17 or newer: install $(APT_SPARK_PACKAGES) (or set JAVA_HOME)"; exit 1; fi; }
+endif
+	$(BIN)/spamfilter score $(channel_arg) --input "$(INPUT)" --out "$(OUT)" --engine $(ENGINE) $(if $(MASTER),--master "$(MASTER)") $(if $(VERSION),--version $(VERSION),$(if $(ALIAS),--alias $(ALIAS))) $(SCORE_ARGS)
