@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -125,12 +127,36 @@ def test_registered_model_loads_through_pyfunc_and_scores_each_row(built: Projec
 
 
 def test_changing_a_train_param_reruns_only_train_and_evaluate(built: Project) -> None:
-    result = built.dvc("exp", "run", "-S", "train.model=mnb")
-    assert "Stage 'ingest' didn't change" in result.stdout
-    assert "Stage 'featurize' didn't change" in result.stdout
-    assert "Running stage 'train'" in result.stdout
+    result = built.dvc("exp", "run", "-S", "channels.sms.train.model=mnb")
+    assert "Stage 'ingest@sms' didn't change" in result.stdout
+    assert "Stage 'featurize@sms' didn't change" in result.stdout
+    assert "Running stage 'train@sms'" in result.stdout
     shown = json.loads(built.dvc("exp", "show", "--json").stdout)
-    assert shown, "dvc exp show lists the experiment"
+    # `dvc exp show` always lists the workspace and the commit: the experiment must be there as its own
+    # run under the commit, with the parameter it changed and the metrics its evaluate wrote.
+    committed = [entry for entry in shown if entry["rev"] != "workspace"]
+    experiments = [run for entry in committed for run in exp_runs(entry.get("experiments") or [])]
+    assert [train_model_of(run) for run in committed] == ["linear_svm"], committed
+    assert [train_model_of(run) for run in experiments] == ["mnb"], experiments
+    (metrics,) = [m["data"] for path, m in experiments[0]["data"]["metrics"].items() if path.endswith("metrics.json")]
+    assert 0 < metrics["f1"] <= 1 and metrics["test_rows"] > 0
+
+
+def exp_runs(node: Any) -> Iterator[dict[str, Any]]:
+    """Every run record (workspace, commit, experiment) in `dvc exp show --json` output."""
+    if isinstance(node, dict):
+        if "rev" in node and "data" in node:
+            yield node
+        for value in node.values():
+            yield from exp_runs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from exp_runs(value)
+
+
+def train_model_of(run: dict[str, Any]) -> str:
+    params = run["data"]["params"]["params.yaml"]["data"]
+    return str(params["channels"]["sms"]["train"]["model"] if "channels" in params else params["train"]["model"])
 
 
 def test_bad_batch_fails_ingest_with_file_and_line_and_keeps_outputs(built: Project) -> None:
