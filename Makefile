@@ -98,15 +98,16 @@ export: setup ## Write the champion (or VERSION=<n> / ALIAS=<alias>) of CHANNEL 
 # Debian packages the tests and benchmarks use: the page test drives chromium through chromedriver, the
 # spamd tests talk to the listener with SpamAssassin's spamc, bench-serve loads the API with wrk. Installed
 # when any is missing and we may (root with apt-get).
-APT_TEST_PACKAGES := chromium chromium-driver spamc
+APT_TEST_PACKAGES := chromium chromium-driver spamc postgresql
 APT_BENCH_PACKAGES := wrk
 
 .PHONY: test-tools
-test-tools: ## Install the Debian packages the tests need (chromium, chromium-driver, spamc) if missing
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v spamc >/dev/null || { \
+test-tools: ## Install the Debian packages the tests need (chromium, chromium-driver, spamc, postgresql) if missing
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v spamc >/dev/null \
+	  && ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_TEST_PACKAGES); \
-	  else echo "note: install $(APT_TEST_PACKAGES) to run the page and spamc tests (they skip without them)"; fi; }
+	  else echo "note: install $(APT_TEST_PACKAGES) to run the page, spamc and PostgreSQL tests (outside CI they skip without them)"; fi; }
 
 .PHONY: test
 test: setup-dev test-tools ## Set up and run the whole test suite
@@ -158,8 +159,13 @@ monitor: setup ## Check CHANNEL's prediction log (or MONITOR_ARGS="--batch data/
 	$(BIN)/spamfilter monitor $(channel_arg) $(MONITOR_ARGS)
 
 .PHONY: bench-monitor
-bench-monitor: setup-dev ## Monitor benchmark: false alarms, detection, speed (EVIDENTLY_VENV=<venv> adds Evidently as a peer)
+bench-monitor: setup-dev ## Monitor benchmarks: SMS false alarms, detection, speed (EVIDENTLY_VENV=<venv> adds Evidently); e-mail on the SpamAssassin time split
 	$(PY) bench/monitor.py $(if $(EVIDENTLY_VENV),--evidently $(EVIDENTLY_VENV))
+	$(PY) bench/monitor_email.py
+
+.PHONY: drill-email
+drill-email: setup ## E-mail drill: train on the SpamAssassin corpus's first generation, monitor the later one as traffic, retrain, gate, promote (throw-away MLflow store; DRILL_ARGS="--workspace DIR ...")
+	$(PY) -m spamfilter.monitoring.drill $(DRILL_ARGS)
 
 # Storage (README "Storage and deployment"): DVC remotes `local` (default, .dvc-storage/) and `s3`.
 DVC_REMOTE ?=
