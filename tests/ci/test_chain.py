@@ -1,24 +1,40 @@
 """The automation end to end in an isolated copy of the repo, with real DVC, MLflow and API processes:
-`make ci-local` (monitor → retrain → gate → export → deploy.sh against a local API → promote) through
-its failure paths, then `spamfilter report` on two pipeline runs with different params."""
+`make ci-local` (per channel: monitor → retrain → gate → record → export → deploy.sh against a local API
+→ promote) on both channels through its decisions and failure paths, then `spamfilter report` on two
+pipeline runs with different params. One project is shared by the scenarios, in order: each starts from
+the registry, remote and deployed image the one before left."""
 
 from __future__ import annotations
 
+import email.utils
+import importlib.util
 import json
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from spamfilter.config import Settings
+from spamfilter.config import Channel, EmailParams, Settings
 from spamfilter.registry import tracking
 from tests.conftest import REPO_ROOT, Project, free_port, make_messages, make_project, write_tsv
 
 pytestmark = pytest.mark.slow
+
+# The e-mail channel runs when its model (spamfilter.modeling.email) is there; until then, SMS alone.
+CHANNELS: tuple[Channel, ...] = (
+    ("sms", "email") if importlib.util.find_spec("spamfilter.modeling.email") is not None else ("sms",)
+)
+# The gate for the small generated corpora: held-out splits of 60 messages, SMS labels 8% noise.
+GATE = {"min_test_rows": 50, "floors": {"f1": 0.5, "mcc": 0.4, "blocked_ham_rate": 0.3}}
+# A deliberately weak SMS model for the first champion (three word features: f1 ≈ 0.67 on the noisy
+# corpus, above the floors), so the full model later beats it by far and its gate passes.
+WEAK_SMS_FEATURES = {"max_features": 3, "char_ngrams": False}
 
 
 @dataclass
@@ -26,11 +42,11 @@ class Chain:
     project: Project
     settings: Settings
     runs: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
-    champion_after: dict[str, str | None] = field(default_factory=dict)
-    audit_count_after: dict[str, int] = field(default_factory=dict)
+    champion_after: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    audit_count_after: dict[str, dict[str, int]] = field(default_factory=dict)
     report: str = ""
     report_stdout: str = ""
-    metrics: tuple[dict, dict] = ({}, {})
+    metrics: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
 
 
 def noisy_corpus(path: Path) -> Path:
@@ -40,6 +56,23 @@ def noisy_corpus(path: Path) -> Path:
         (("spam" if label == "ham" else "ham") if i % 13 == 0 else label, text) for i, (label, text) in enumerate(rows)
     ]
     return write_tsv(path, flipped)
+
+
+def email_corpus(root: Path) -> Path:
+    """Generated e-mails as a folder tree the e-mail ingest reads: spam/*.eml and ham/*.eml."""
+    start = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+    for i, (label, text) in enumerate(make_messages(n_ham=240, n_spam=60, seed=11)):
+        message = EmailMessage()
+        message["From"] = f"offers{i % 7}@win-prizes.example" if label == "spam" else f"friend{i % 9}@example.org"
+        message["To"] = "someone@example.net"
+        message["Subject"] = " ".join(text.split()[:5])
+        message["Date"] = email.utils.format_datetime(start + timedelta(minutes=37 * i))
+        message["Message-ID"] = f"<{i}.{label}@generated.example>"
+        message.set_content(f"{text}\n\n-- \n{'Unsubscribe at any time' if label == 'spam' else 'Sent from home'}\n")
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{i:04d}.eml").write_bytes(bytes(message))
+    return root
 
 
 def link_venv(project: Project) -> None:
@@ -53,69 +86,93 @@ def link_venv(project: Project) -> None:
         (venv / stamp).touch()  # newer than requirements*.txt: `make setup` has nothing to do
 
 
-def champion(settings: Settings) -> str | None:
-    found = tracking.find_alias(settings, tracking.CHAMPION)
+def champion(settings: Settings, channel: Channel) -> str | None:
+    found = tracking.find_alias(settings.for_channel(channel), tracking.CHAMPION)
     return found.version if found else None
+
+
+def audit_count(settings: Settings, channel: Channel) -> int:
+    return len(tracking.promotion_history(settings.for_channel(channel)))
+
+
+def write_params(project: Project, params: dict[str, Any], message: str) -> None:
+    (project.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    project.run("git", "commit", "-q", "-m", message, "--", "params.yaml")
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     root = tmp_path_factory.mktemp("chain")
-    project = make_project(root / "repo", {"SPAM_DATA": str(noisy_corpus(root / "corpus.tsv"))})
+    project = make_project(
+        root / "repo",
+        {"SPAM_DATA": str(noisy_corpus(root / "corpus.tsv")), "SPAM_EMAIL_DATA": str(email_corpus(root / "mail"))},
+        channels=CHANNELS,
+    )
     link_venv(project)
-    params_file = project.root / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params["gate"]["min_test_rows"] = 50  # the held-out split has 60 messages
-    params["gate"]["floors"] = {"f1": 0.5, "mcc": 0.4, "blocked_ham_rate": 0.3}  # labels are 8% noise
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    project.run("git", "commit", "-q", "-m", "gate params for the noisy fixture corpus", "--", "params.yaml")
+    params = yaml.safe_load((project.root / "params.yaml").read_text())
+    if "email" in CHANNELS and "email" not in params["channels"]:
+        params["channels"]["email"] = EmailParams().model_dump(mode="json")
+    for channel in CHANNELS:
+        params["channels"][channel]["gate"].update(GATE)
+    good = json.loads(json.dumps(params))
+    params["channels"]["sms"]["featurize"].update(WEAK_SMS_FEATURES)
+    write_params(project, params, "gate params for the generated corpora; a weak first SMS model")
     settings = Settings(
         MLFLOW_TRACKING_URI=project.env["MLFLOW_TRACKING_URI"],
         SPAM_MLFLOW_ARTIFACT_ROOT=project.env["SPAM_MLFLOW_ARTIFACT_ROOT"],
     )
     result = Chain(project, settings)
-    api_port = str(free_port())
 
     def ci_local(name: str, **env: str) -> None:
         saved = dict(project.env)
         project.env.update(env)
         try:
-            result.runs[name] = project.run("make", "--no-print-directory", "ci-local", check=False, timeout=400)
+            result.runs[name] = project.run("make", "--no-print-directory", "ci-local", check=False, timeout=1200)
         finally:
             project.env.clear()
             project.env.update(saved)
-        result.champion_after[name] = champion(settings)
-        result.audit_count_after[name] = len(tracking.promotion_history(settings))
+        run = result.runs[name]
+        (root / f"ci-local-{name}.log").write_text(f"{run.stdout}\n--- stderr\n{run.stderr}")  # for a failure's reader
+        result.champion_after[name] = {channel: champion(settings, channel) for channel in CHANNELS}
+        result.audit_count_after[name] = {channel: audit_count(settings, channel) for channel in CHANNELS}
 
-    project.env["API_PORT"] = api_port
-    # 1. Bootstrap (workflow_dispatch force_retrain): trains v1, the gate passes it, but its deploy fails.
-    ci_local("failed_deploy", FORCE_RETRAIN="true", LOCAL_DOCKER_FAIL_HEALTH="1", READY_TIMEOUT="5")
-    # 2. The same again with a healthy deploy: v1 is deployed, then promoted.
-    ci_local("deployed", FORCE_RETRAIN="true")
-    # 3. The daily run: data/new/sms holds no batch, so the monitor sees too little data to retrain.
+    project.env["API_PORT"] = str(free_port())
+    params_file = project.root / "params.yaml"
+    # 1. The first scheduled run against an empty DVC remote: no reference profile, so each monitor says
+    #    train; v1 of each channel passes its gate, is recorded on a branch, but the deploy fails.
+    ci_local("first_run", LOCAL_DOCKER_FAIL_HEALTH="1", READY_TIMEOUT="5", RECORD_BRANCH="ci-local/first")
+    # 2. workflow_dispatch with force_retrain: nothing changed, v1 of each is deployed, then promoted.
+    ci_local("deployed", FORCE_RETRAIN="true", RECORD_BRANCH="ci-local/deployed")
+    # 3. The daily run: data/new/<channel> holds no batch, so each monitor sees too little data to retrain.
     ci_local("monitor_quiet")
-    # 4. Forced retrain on unchanged data and params: v1 is already the champion, the gate rejects.
-    ci_local("gate_rejects", FORCE_RETRAIN="true")
-    # 5. A gate that cannot run (bad gate params) stops the chain.
-    good_params = params_file.read_text()
-    params_file.write_text(good_params.replace("primary_metric: f1", "primary_metric: bogus"))
-    ci_local("gate_fails", FORCE_RETRAIN="true")
-    params_file.write_text(good_params)
-    # 6. A monitor that cannot run (no reference profile) stops the chain.
-    profile = project.root / "models" / "reference_profile.json"
-    shutil.move(profile, root / "profile.json")
-    ci_local("monitor_fails")
-    shutil.move(root / "profile.json", profile)
+    # 4. The full SMS model beats the weak champion; the other channels' v1 are already champions, so
+    #    their gates reject: SMS deploys and is promoted, the others keep their champions, in the same image.
+    write_params(project, good, "the full SMS model")
+    good_text = params_file.read_text()
+    ci_local("one_rejects", FORCE_RETRAIN="true", RECORD_BRANCH="ci-local/one-rejects")
+    # 5. A gate that cannot run (the SMS challenger is not in the registry it names) stops SMS; the others
+    #    are rejected: nothing deploys.
+    ci_local("gate_fails", FORCE_RETRAIN="true", SPAM_REGISTERED_MODEL="spam-classifier-gone")
+    # 6. A params.yaml that does not validate stops every channel at the first step.
+    params_file.write_text(good_text.replace("primary_metric: f1", "primary_metric: bogus", 1))
+    ci_local("bad_params", FORCE_RETRAIN="true")
+    params_file.write_text(good_text)
+    # 7. A monitor that cannot run (a corrupt SMS reference profile) stops SMS; the others' monitors go on.
+    profile = project.root / "models" / "sms" / "reference_profile.json"
+    kept = profile.read_bytes()
+    profile.write_text("{not json")
+    ci_local("monitor_fails", MONITOR_PULL="false")
+    profile.write_bytes(kept)
 
     # The report: commit this run, change a param, rerun, compare with the commit.
     result.metrics = (json.loads((project.root / "reports/sms/metrics.json").read_text()), {})
     project.run("git", "add", "-A")
     project.run("git", "commit", "-q", "-m", "pipeline run: linear_svm")
-    params_file.write_text(good_params.replace("model: linear_svm", "model: mnb"))
+    params_file.write_text(params_file.read_text().replace("model: linear_svm", "model: mnb", 1))
     project.dvc("repro")
     result.metrics = (result.metrics[0], json.loads((project.root / "reports/sms/metrics.json").read_text()))
     result.report_stdout = project.spamfilter(
-        "report", "--base", "HEAD", "--champion", "bundle", "--head", "mnb"
+        "report", "--base", "HEAD", "--champion-dir", "bundle", "--head", "mnb"
     ).stdout
     result.report = (project.root / "report.md").read_text()
     return result
@@ -125,67 +182,134 @@ def output(run: subprocess.CompletedProcess[str]) -> str:
     return run.stdout + run.stderr
 
 
+def in_order(text: str, marks: list[str]) -> bool:
+    positions = [text.find(mark) for mark in marks]
+    return -1 not in positions and positions == sorted(positions)
+
+
+def expected(versions: dict[str, str]) -> str:
+    return " ".join(f"{channel}={versions[channel]}" for channel in CHANNELS)
+
+
+def test_the_first_run_trains_every_channel_without_a_reference_profile(chain: Chain) -> None:
+    run = chain.runs["first_run"]
+    assert "force_retrain" not in run.stdout, "the monitors decided, not force_retrain"
+    for channel in CHANNELS:
+        assert f"pipeline: {channel}: could not pull its reference profile and model (a first run?)" in run.stderr
+        assert f"reason: no reference profile at models/{channel}/reference_profile.json" in run.stdout
+        assert f"pipeline: {channel}: deploy_needed=true challenger_version=1" in run.stdout
+    assert f"retrain_channels={' '.join(CHANNELS)}" in run.stdout
+    monitor = chain.project.json("reports/sms/monitor.json")
+    assert (monitor["status"], monitor["retrain_needed"]) == ("no_reference", True)
+
+
 def test_a_failed_deploy_is_not_promoted(chain: Chain) -> None:
-    run = chain.runs["failed_deploy"]
+    run = chain.runs["first_run"]
     assert run.returncode != 0, output(run)
-    assert "force_retrain: skipping the monitor" in run.stdout
-    assert "deploy_needed=true challenger_version=1" in run.stdout
     assert "no previous tag to roll back to" in run.stderr
-    assert "the deploy failed (rolled back); not promoting, champion unchanged" in run.stderr
-    assert chain.champion_after["failed_deploy"] is None
-    assert chain.audit_count_after["failed_deploy"] == 0
+    assert "the deploy failed (rolled back); not promoting, champions unchanged" in run.stderr
+    assert chain.champion_after["first_run"] == dict.fromkeys(CHANNELS)
+    assert chain.audit_count_after["first_run"] == dict.fromkeys(CHANNELS, 0)
 
 
-def test_the_chain_deploys_the_gated_challenger_and_then_promotes_it(chain: Chain) -> None:
+def test_the_retrain_is_recorded_on_a_branch_as_its_pull_request_would_be(chain: Chain) -> None:
+    project = chain.project
+    changed = project.run("git", "diff", "--name-only", "ci-local/first~1", "ci-local/first").stdout.split()
+    assert "dvc.lock" in changed
+    for channel in CHANNELS:
+        assert f"reports/{channel}/metrics.json" in changed and f"reports/{channel}/plots/roc.json" in changed
+    assert not any(name.startswith(("models/", "data/processed/")) for name in changed), "outputs stay in DVC"
+    lock = yaml.safe_load(project.run("git", "show", "ci-local/first:dvc.lock").stdout)
+    (model,) = lock["stages"]["train@sms"]["outs"]
+    assert model["path"] == "models/sms/model.joblib"
+    # The branch records the model that was trained and pushed: the remote holds its object.
+    assert (project.root / ".dvc-storage" / "files" / "md5" / model["md5"][:2] / model["md5"][2:]).is_file()
+    # The recording commit sits on the commit the run was on, and only on its branch: the checkout stays.
+    assert project.run("git", "merge-base", "--is-ancestor", "ci-local/first~1", "HEAD", check=False).returncode == 0
+    assert project.run("git", "merge-base", "--is-ancestor", "ci-local/first", "HEAD", check=False).returncode == 1
+    # A forced retrain on unchanged data trains nothing new: it records the same lock.
+    assert project.run("git", "diff", "ci-local/first", "ci-local/deployed", "--", "dvc.lock").stdout == ""
+
+
+def test_the_chain_deploys_every_channel_and_then_promotes_them(chain: Chain) -> None:
     run = chain.runs["deployed"]
     assert run.returncode == 0, output(run)
-    text = run.stdout
-    # In order: gate → export of the judged version → deploy.sh's health and version check → promote.
+    versions = expected(dict.fromkeys(CHANNELS, "1"))
     marks = [
-        "deploy_needed=true challenger_version=1",
-        "bundle: spam-classifier v1",
-        "is ready and serves model version 1",
-        "@champion: none → v1",
-        "ci-local: v1 is deployed and champion",
+        "pipeline: sms: deploy_needed=true challenger_version=1",
+        "bundle/sms: spam-classifier v1 (by version)",
+        f"pipeline: image bundles: {versions}",
+        "is ready and serves sms=1",
+        "spam-classifier@champion: none → v1",
+        "ci-local: deployed local/spamfilter-api:",
     ]
-    positions = [text.find(mark) for mark in marks]
-    assert -1 not in positions and positions == sorted(positions), text
-    assert chain.champion_after["deployed"] == "1"
-    (record,) = tracking.promotion_history(chain.settings)
-    assert "(ci-local) after the gate passed" in record.reason
-    tag_dir = chain.project.root / ".ci-local" / "docker" / "images"
-    (tag,) = [p.name for p in tag_dir.iterdir() if p.name.endswith("-v1")]
-    assert (chain.project.root / ".ci-local" / "host" / ".deployed-tag").read_text().strip() == tag
+    assert in_order(run.stdout, marks), run.stdout
+    assert f"serving {versions}; promoted: {' '.join(CHANNELS)}" in run.stdout
+    assert chain.champion_after["deployed"] == dict.fromkeys(CHANNELS, "1")
+    for channel in CHANNELS:
+        first = tracking.promotion_history(chain.settings.for_channel(channel))[0]
+        assert (first.version, first.previous) == ("1", None) and "(ci-local) after the gate passed" in first.reason
+    images = chain.project.root / ".ci-local" / "docker" / "images"
+    tag = (chain.project.root / ".ci-local" / "host" / ".deployed-tag").read_text().strip()
+    assert tag.endswith("-" + ".".join(f"{channel}-v1" for channel in CHANNELS))
+    assert sorted(p.name for p in (images / tag / "bundle").iterdir()) == sorted(CHANNELS), (
+        "the image has every channel"
+    )
 
 
-def test_the_monitor_deciding_no_retrain_ends_the_chain(chain: Chain) -> None:
+def test_the_monitors_deciding_no_retrain_end_the_chain(chain: Chain) -> None:
     run = chain.runs["monitor_quiet"]
     assert run.returncode == 0, output(run)
-    assert "retrain_needed=false" in run.stdout and "no retrain needed; the chain ends here" in run.stdout
-    assert "== retrain" not in run.stdout
+    assert "retrain_needed=false retrain_channels=" in run.stdout
+    assert "no retrain needed; the chain ends here" in run.stdout and "== retrain" not in run.stdout
+    for channel in CHANNELS:
+        assert chain.project.json(f"reports/{channel}/monitor.json")["status"] == "insufficient_data"
 
 
-def test_a_rejecting_gate_ends_the_chain_and_moves_no_alias(chain: Chain) -> None:
-    run = chain.runs["gate_rejects"]
+def test_one_channels_rejection_does_not_stop_the_others_deploy(chain: Chain) -> None:
+    run = chain.runs["one_rejects"]
     assert run.returncode == 0, output(run)
-    assert "the gate rejected v1; nothing to deploy, champion unchanged" in run.stdout
-    assert "== build-push" not in run.stdout
-    assert chain.champion_after["gate_rejects"] == "1" and chain.audit_count_after["gate_rejects"] == 1
+    assert "pipeline: sms: deploy_needed=true challenger_version=2" in run.stdout
+    others = [channel for channel in CHANNELS if channel != "sms"]
+    for channel in others:
+        assert f"ci-local: the gate rejected {channel}'s challenger; {channel} keeps its champion" in run.stdout
+        # The image carries the rejected channel's current champion, exported by alias.
+        assert f"bundle/{channel}: spam-classifier-{channel} v1 (champion)" in run.stdout
+    versions = expected({"sms": "2", **dict.fromkeys(others, "1")})
+    assert f"pipeline: image bundles: {versions}" in run.stdout
+    assert f"serving {versions}; promoted: sms\n" in run.stdout
+    assert chain.champion_after["one_rejects"] == {"sms": "2", **dict.fromkeys(others, "1")}
+    assert chain.audit_count_after["one_rejects"] == {"sms": 2, **dict.fromkeys(others, 1)}
+    # Its pull request records the new SMS training; the others' training is the one recorded before.
+    changed = chain.project.run("git", "diff", "--name-only", "ci-local/deployed", "ci-local/one-rejects").stdout
+    assert "reports/sms/metrics.json" in changed.split()
+    assert not [name for name in changed.split() if name.startswith(tuple(f"reports/{c}/" for c in others))]
 
 
-def test_a_failing_gate_stops_the_chain_with_its_error(chain: Chain) -> None:
+def test_a_failing_gate_stops_its_channel_with_its_error(chain: Chain) -> None:
     run = chain.runs["gate_fails"]
     assert run.returncode != 0
-    assert "gate.primary_metric" in run.stderr and "the gate failed; the chain stops (no alias moved)" in run.stderr
-    assert chain.champion_after["gate_fails"] == "1" and chain.audit_count_after["gate_fails"] == 1
+    assert "spam-classifier-gone" in run.stderr and "pipeline: sms: the gate failed" in run.stderr
+    assert "retraining or the gate failed for: sms" in run.stderr
+    assert "no challenger passed its gate; nothing to deploy, champions unchanged" in run.stdout
+    assert chain.champion_after["gate_fails"] == chain.champion_after["one_rejects"]
+    assert chain.audit_count_after["gate_fails"] == chain.audit_count_after["one_rejects"]
 
 
-def test_a_failing_monitor_stops_the_chain_with_its_error(chain: Chain) -> None:
+def test_params_that_do_not_validate_stop_every_channel_at_the_first_step(chain: Chain) -> None:
+    run = chain.runs["bad_params"]
+    assert run.returncode != 0
+    assert "gate.primary_metric" in run.stderr and "the monitor step failed (see above); the chain stops" in run.stderr
+    assert "== retrain" not in run.stdout
+    assert chain.champion_after["bad_params"] == chain.champion_after["one_rejects"]
+
+
+def test_a_failing_monitor_stops_its_channel_with_its_error(chain: Chain) -> None:
     run = chain.runs["monitor_fails"]
     assert run.returncode != 0
-    assert "reference_profile.json" in run.stderr and "the monitor failed; the chain stops" in run.stderr
+    assert "reference_profile.json" in run.stderr and "the monitor failed for: sms; those channels stop" in run.stderr
     assert "== retrain" not in run.stdout
-    assert chain.champion_after["monitor_fails"] == "1"
+    assert chain.champion_after["monitor_fails"] == chain.champion_after["one_rejects"]
 
 
 def test_report_names_the_changed_metrics_and_params(chain: Chain) -> None:
@@ -204,15 +328,17 @@ def test_report_names_the_changed_metrics_and_params(chain: Chain) -> None:
             rf"\| reports/sms/metrics.json \| \*\*{key}\*\* \| {before[key]:.4f} \| {after[key]:.4f} \|", report
         )
     assert "metrics changed against HEAD: " in chain.report_stdout and changed[0] in chain.report_stdout
-    assert "| params.yaml | train.model | linear_svm | mnb |" in report
+    assert "| params.yaml | channels.sms.train.model | linear_svm | mnb |" in report
 
 
-def test_report_embeds_the_plots_and_judges_against_the_champion(chain: Chain) -> None:
+def test_report_embeds_the_plots_and_judges_every_channel_against_its_champion(chain: Chain) -> None:
     report = chain.report
-    for name in ("roc", "pr", "confusion"):
-        assert f"![{name}](reports/sms/plots/{name}.png)" in report
-        assert (chain.project.root / "reports" / "plots" / f"{name}.png").is_file()
-    assert re.search(r"\*\*(PROMOTE|REJECT)\*\* against spam-classifier v1 \(", report)
+    for channel in CHANNELS:
+        for name in ("roc", "pr", "confusion"):
+            assert f"reports/{channel}/plots/{name}.png)" in report
+    assert re.search(r"\*\*(PROMOTE|REJECT)\*\* against spam-classifier v2 \(", report)
+    for channel in CHANNELS[1:]:
+        assert re.search(rf"\*\*(PROMOTE|REJECT)\*\* against spam-classifier-{channel} v1 \(", report)
     assert "| primary | f1 |" in report and "| guard | blocked_ham_rate |" in report
 
 
