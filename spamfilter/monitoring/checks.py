@@ -7,7 +7,9 @@ corrected for running all the tests at once, is below `monitor.alpha` (so a smal
 alarm on noise). Checks with too little data are skipped, with the reason, never guessed.
 
 Groups of checks (the retrain decision can be limited to some with `monitor.retrain_on`):
-  data        text descriptors: length, tokens, URL/number/currency/uppercase shares, OOV rate (KS)
+  data        text descriptors: length, tokens, URL/number/currency/uppercase shares, OOV rate (KS);
+              for e-mail also size, HTML share, links and subject length (KS), the shares with
+              attachments and from or linking to unseen domains (Fisher), the charset mix (chi-square)
   vocabulary  Jensen–Shannon distance between term distributions beyond chance (permutation test)
   domain      a classifier told to separate reference from current texts (ROC AUC, Mann–Whitney)
   prediction  predicted spam rate (Fisher) and score distribution (PSI, chi-square)
