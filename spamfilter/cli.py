@@ -424,7 +424,9 @@ def _add_score_command(commands: Subcommands) -> None:
         help="local: in this process, in chunks (default); spark: mlflow's spark_udf (pip install 'spamfilter[spark]')",
     )
     which = score.add_mutually_exclusive_group()
-    which.add_argument("--alias", default="champion")
+    which.add_argument(
+        "--alias", default="champion", help="the registered model's alias to score with (default champion)"
+    )
     which.add_argument("--version", help="a version number of the channel's registered model")
     score.add_argument(
         "--master", help="Spark master for --engine spark (default local[*]; SPARK_REMOTE selects Spark Connect)"
