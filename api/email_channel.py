@@ -75,17 +75,19 @@ class ScoredEmail:
 
 
 def monitored_length(parsed: MailRecord) -> int:
-    """The length of the text the monitor profiles for an e-mail: its subject and body, as the e-mail
-    model's reference profile measures them."""
+    """The length of the text the monitor profiles for an e-mail (`spamfilter.modeling.email.monitored_texts`:
+    the subject and the body text, a line apart), from the record already parsed."""
     return len(parsed.subject) + 1 + len(parsed.body_text)
 
 
 def score_email(state: AppState, service: ChannelService, loaded: LoadedModel, raw: bytes) -> ScoredEmail:
     """Parse, score, count and log one raw message with `loaded` (the e-mail model taken once by the caller).
 
-    Raises MailError when the message is not an e-mail or is over a parse limit. The parse here gives the
-    summary and the log's fields; the model's pipeline parses the message again with its own limits for its
-    features (it takes raw messages, as in training), so a message both accept is scored as in training."""
+    Raises MailError when the message is not an e-mail or is over a parse limit (EMAIL_MAX_BYTES here, the
+    model's own limits inside it). The parse here gives the summary and the log's fields; the model parses the
+    message again, inside its pipeline, as in training: its lean scorer takes raw messages. That second parse
+    is about a tenth of the cost of scoring one message (0.5 ms of 5.5 ms, measured on generated mail); a
+    scorer of parsed records in `spamfilter.modeling.email` would save it."""
     parsed = parse_message(raw, MailLimits(max_bytes=state.settings.email_max_bytes))
     probability = float(loaded.score([raw])[0])
     (label,) = loaded.labels_of([probability])

@@ -11,7 +11,7 @@ from typing import Any
 from spamfilter.config import EmailParams, flatten
 from spamfilter.modeling import channels
 from spamfilter.modeling.metrics import classification_metrics
-from spamfilter.modeling.pipeline import assemble, model_threshold, spam_probability
+from spamfilter.modeling.pipeline import model_threshold, spam_probability
 from spamfilter.registry.bundle import METADATA_FILE, BundleMetadata
 from tests.generated_mail import make_corpus
 
@@ -23,16 +23,15 @@ def make_emails(n_ham: int = 120, n_spam: int = 40, seed: int = 11) -> list[tupl
     return make_corpus(n_ham, n_spam, seed)
 
 
-def train_email_model(seed: int = 11, model: str | None = None) -> Any:
-    """An e-mail pipeline (raw message → P(spam)) trained on generated messages, as the stages build it."""
-    params = EmailParams() if model is None else EmailParams.model_validate({"train": {"model": model}})
+def train_email_model(seed: int = 11, model: str = "ensemble") -> Any:
+    """An e-mail pipeline (raw message → P(spam)) trained on generated messages: the e-mail model's own
+    pipeline (`spamfilter.modeling.email.build_email_model`) with its default features and `model`
+    (ensemble, linear_svm or naive_bayes)."""
+    from spamfilter.modeling import email
+
     rows = make_emails(seed=seed)
-    raws = [raw for _, raw in rows]
-    labels = [label for label, _ in rows]
-    featurizer = channels.build_featurizer(params)
-    features = featurizer.fit_transform(raws)
-    classifier = channels.build_classifier(params).fit(features, labels)
-    return assemble(featurizer, classifier)
+    pipeline = email.build_email_model(email.EmailFeaturizeParams(), email.EmailTrainParams(model=model))  # type: ignore[arg-type]
+    return pipeline.fit([raw for _, raw in rows], [label for label, _ in rows])
 
 
 def email_metrics(model: Any) -> dict[str, float]:

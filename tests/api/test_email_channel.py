@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from api.email_channel import message_sha256, scanned_message
+from api.email_channel import message_sha256, monitored_length, scanned_message
 from api.main import create_app
 from api.settings import ApiSettings
 from api.spamd_protocol import EmailVerdict, add_headers, score_message, spam_headers
 from spamfilter.errors import ConfigError
+from spamfilter.mail import parse_message
+from spamfilter.modeling import channels
+from tests.api.email_support import make_emails
 from tests.conftest import REPO_ROOT
 
 CRLF = b"From: Ann <ann@work.example>\r\nTo: bob@example.org\r\nSubject: Lunch\r\n\r\nLunch at noon?\r\n"
@@ -60,6 +63,12 @@ def test_a_processed_message_keys_as_the_one_scanned(message: bytes, p_spam: flo
 def test_other_messages_key_as_they_are(message: bytes) -> None:
     assert scanned_message(message) == message
     assert message_sha256(message) == hashlib.sha256(message).hexdigest()
+
+
+@pytest.mark.parametrize("raw", [CRLF, LF, *(raw for _, raw in make_emails(n_ham=4, n_spam=4, seed=3))])
+def test_the_logged_length_is_the_monitored_texts(raw: bytes) -> None:
+    # The monitor compares each logged e-mail's text_length with its reference profile's lengths.
+    assert monitored_length(parse_message(raw)) == len(channels.monitored_texts("email", [raw])[0])
 
 
 # --- settings -------------------------------------------------------------------------------------------------
