@@ -30,7 +30,8 @@ def train_email_model(seed: int = 11, model: str = "ensemble") -> Any:
     from spamfilter.modeling import email
 
     rows = make_emails(seed=seed)
-    pipeline = email.build_email_model(email.EmailFeaturizeParams(), email.EmailTrainParams(model=model))  # type: ignore[arg-type]
+    train = email.EmailTrainParams.model_validate({"model": model})
+    pipeline = email.build_email_model(email.EmailFeaturizeParams(), train)
     return pipeline.fit([raw for _, raw in rows], [label for label, _ in rows])
 
 
