@@ -124,6 +124,14 @@ def current_model(state: AppState, channel: Channel = "sms") -> LoadedModel:
 
 
 def check_text(text: str, limit: int, field_name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, sent as a JSON escape: valid JSON, not text
+        raise invalid_field(
+            field_name,
+            "is not valid Unicode text",
+            f"{field_name} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}",
+        ) from None
     if not text.strip():
         raise invalid_field(field_name, "is empty", f"{field_name} is empty: send the message to classify")
     if len(text) > limit:

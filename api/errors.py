@@ -98,9 +98,12 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = list(exc.errors())
     for error in errors:
         if error.get("type") == "json_invalid":
-            reason = (error.get("ctx") or {}).get("error", "malformed")
+            # The decoder's message may end in "starting at"; its position counts characters, not bytes.
+            reason = str((error.get("ctx") or {}).get("error", "malformed")).removesuffix(" at")
             position = error["loc"][-1] if error.get("loc") else "?"
-            return error_response(400, "invalid_json", f"request body is not valid JSON: {reason} at byte {position}")
+            return error_response(
+                400, "invalid_json", f"request body is not valid JSON: {reason} at character {position}"
+            )
     details = [{"field": _field(error.get("loc", ())), "problem": _problem(error)} for error in errors]
     message = "; ".join(f"{d['field']} {d['problem']}" for d in details) or "invalid request"
     return error_response(422, "invalid_request", message, details)

@@ -36,6 +36,13 @@ class ApiSettings(BaseSettings):
     # The key for /admin/*; when unset, API_KEY serves for admin too; with neither, admin is off.
     admin_api_key: SecretStr | None = Field(None, alias="ADMIN_API_KEY")
 
+    @field_validator("api_key", "admin_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        # `API_KEY=` (as .env.example and the compose files leave it) means no key, not an empty one no
+        # client could send.
+        return None if isinstance(value, str) and not value.strip() else value
+
     # Prediction log for the monitor: a SQLAlchemy URL; empty turns the log off.
     prediction_log_url: str = Field("sqlite:///predictions.db", alias="PREDICTION_LOG_URL")
     # Also store the text (SMS) or the raw message (e-mail) itself.

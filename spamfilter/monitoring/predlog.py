@@ -247,7 +247,8 @@ def insert_predictions(engine: Engine, records: Sequence[PredictionRecord]) -> N
             rows = [
                 (
                     r.id,
-                    r.created_at.strftime(_SQLITE_DATETIME),
+                    # SQLite keeps the wall time only: store it in UTC, as the portable path does.
+                    (r.created_at.astimezone(UTC) if r.created_at.tzinfo else r.created_at).strftime(_SQLITE_DATETIME),
                     r.model_version,
                     r.text_length,
                     r.text_sha256,

@@ -108,15 +108,6 @@ def test_since_selects_predictions_at_or_after_the_instant_in_any_zone(engine: E
 def test_a_time_given_in_another_zone_keeps_its_instant(
     engine: Engine, log_url: str, request: pytest.FixtureRequest
 ) -> None:
-    if log_url.startswith("sqlite"):
-        # Strict: once fixed this passes, and the marker must go.
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="predlog.insert_predictions' SQLite path stores an aware created_at's wall time, not UTC: "
-                "03:04+02:00 is stored as 03:04 (fix: created_at.astimezone(UTC) before strftime)",
-            )
-        )
     (record,) = records_at(T0.astimezone(PLUS_2))
     predlog.insert_predictions(engine, [record])
     (got,) = predlog.read_predictions(engine).records

@@ -90,11 +90,6 @@ def test_without_an_admin_key_the_api_key_serves_for_admin(shared_service: Share
     assert reload(client, {"X-API-Key": API_KEY}).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/settings.py reads ADMIN_API_KEY='' and API_KEY='' as SecretStr(''), so admin_key() is not None: "
-    "admin is on with a key no client can send (401) instead of off (403) as documented for unset keys",
-)
 def test_empty_key_settings_leave_admin_off(start_service: StartService) -> None:
     with start_service(API_KEY="", ADMIN_API_KEY="") as service:
         error_body(reload(service.client, {}), 403, "forbidden")

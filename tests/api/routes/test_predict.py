@@ -255,11 +255,6 @@ def test_a_non_utf8_body_names_the_offending_byte(client: TestClient) -> None:
     assert body["message"].endswith(f"at byte {content.index(0xE9)}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/errors.py _validation_error reports the JSON decoder's character position as 'at byte N'; "
-    "after a non-ASCII character the two differ",
-)
 def test_an_invalid_json_body_names_where_it_breaks(client: TestClient) -> None:
     content = '{"text": "été", }'.encode()
     body = error_body(client.post("/predict", content=content, headers=JSON), 400, "invalid_json")
@@ -268,12 +263,6 @@ def test_an_invalid_json_body_names_where_it_breaks(client: TestClient) -> None:
     assert body["message"].endswith(where), body["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a JSON escape of a lone surrogate passes validation and scoring, then api/prediction_log.py "
-    "PredictionLogWriter.record hashes the text (spamfilter/monitoring/predlog.py text_sha256: "
-    "text.encode('utf-8')) and raises UnicodeEncodeError: a 500 for client input instead of a 4xx",
-)
 @pytest.mark.parametrize(
     ("path", "content"),
     [
@@ -401,12 +390,6 @@ def test_the_key_is_checked_before_the_body(keyed: Service) -> None:
     error_body(response, 401, "unauthorized")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/settings.py reads API_KEY='' as SecretStr(''), so api/deps.py require_api_key demands an empty "
-    "key no client can send; .env.example ships API_KEY= and the compose files pass API_KEY: ${API_KEY:-}, "
-    "so the documented 'unset: no key needed' locks out every prediction",
-)
 @pytest.mark.parametrize("source", ["environment", "dotenv"])
 def test_an_empty_api_key_setting_means_no_key(start_service: StartService, tmp_path: Path, source: str) -> None:
     if source == "dotenv":
