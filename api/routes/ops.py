@@ -74,6 +74,18 @@ async def ready(state: State) -> JSONResponse:
         body["status"] = overall_status(channels)
         body["channel"] = primary.channel
         body["channels"] = channels
+    # The prediction log never decides readiness (a down database only delays rows), but it shows here.
+    writer = state.writer
+    body["prediction_log"] = (
+        None
+        if writer is None
+        else {
+            "connected": writer.connected,
+            "pending": writer.pending_count(),
+            "dropped": writer.dropped,
+            "last_error": writer.last_error,
+        }
+    )
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 

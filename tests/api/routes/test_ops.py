@@ -37,6 +37,7 @@ READY_FIELDS = {
     "last_reload_error_at",
     "reloads",
     "failed_reloads",
+    "prediction_log",
 }
 # The metrics api/metrics.py documents (name → type): what dashboards and alerts are built on.
 DOCUMENTED_METRICS = {
@@ -97,6 +98,11 @@ def test_ready_is_200_once_the_model_serves(start_service: StartService, bundle_
     assert body["reloads"] == 1 and body["failed_reloads"] == 0
 
 
+def test_ready_says_when_there_is_no_prediction_log(start_service: StartService) -> None:
+    with start_service(PREDICTION_LOG_URL="") as service:
+        assert service.client.get("/ready").json()["prediction_log"] is None
+
+
 def test_ready_is_503_failed_when_the_first_load_fails(start_service: StartService, tmp_path: Path) -> None:
     missing = tmp_path / "no-bundle-here"
     with start_service(wait=False, MODEL_URI=str(missing)) as service:
@@ -126,6 +132,9 @@ def test_shutdown_flushes_the_prediction_log_and_stops_its_writer(start_service:
         assert writer_threads() == before + 1
         prediction_id = service.client.post("/predict", json={"text": SPAM_TEXT}).json()["prediction_id"]
         assert query_log(service.prediction_log, "SELECT id FROM predictions") == []
+        # /ready shows the row waiting, with nothing dropped (the log never decides readiness).
+        log_state = service.client.get("/ready").json()["prediction_log"]
+        assert log_state["pending"] == 1 and log_state["dropped"] == 0 and log_state["last_error"] is None
     assert writer_threads() == before
     assert [row["id"] for row in query_log(service.prediction_log, "SELECT id FROM predictions")] == [prediction_id]
 
