@@ -10,7 +10,9 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from pydantic import ValidationError
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline
@@ -19,8 +21,10 @@ from spamfilter.errors import MailError, ModelInputError
 from spamfilter.mail import parse_message
 from spamfilter.modeling.email import (
     EXAMPLE_MESSAGES,
+    NUMERIC_FEATURES,
     OBVIOUS_HAM_EMAILS,
     OBVIOUS_SPAM_EMAILS,
+    BoostedTrees,
     CharNgrams,
     EmailFeaturizeParams,
     EmailTrainParams,
@@ -30,9 +34,12 @@ from spamfilter.modeling.email import (
     build_email_featurizer,
     build_email_model,
     compile_email_scorer,
+    email_lean_featurizer,
     email_lean_scorer,
     is_email_model,
     monitored_texts,
+    numeric_features,
+    platt_sigmoid,
     structure_tokens,
     with_collection_headers,
     without_collection_headers,
@@ -98,7 +105,8 @@ def test_pickle_round_trip_gives_identical_probabilities(model: Pipeline) -> Non
 
 
 def test_threshold_is_built_into_the_model() -> None:
-    strict = build_email_model(SMALL, EmailTrainParams(threshold=0.9)).fit(RAWS, LABELS)
+    # The averaging model: on separable generated mail the stacked model's trees give two values only.
+    strict = build_email_model(SMALL, EmailTrainParams(model="ensemble", threshold=0.9)).fit(RAWS, LABELS)
     lenient = copy.deepcopy(strict).set_params(classifier__threshold=0.1)  # the same fit, another threshold
     assert model_threshold(strict) == 0.9
     probes = HELD_OUT + list(OBVIOUS_SPAM_EMAILS) + list(OBVIOUS_HAM_EMAILS)
@@ -109,23 +117,44 @@ def test_threshold_is_built_into_the_model() -> None:
     assert ((proba > 0.1) & (proba < 0.9)).any(), "the probes need an ambiguous message to tell thresholds apart"
 
 
-@pytest.mark.parametrize("name", ["linear_svm", "naive_bayes"])
+@pytest.mark.parametrize("name", ["ensemble", "linear_svm", "naive_bayes"])
 def test_each_member_alone_is_a_model(name: str) -> None:
     single = build_email_model(SMALL, EmailTrainParams(model=name)).fit(RAWS, LABELS)
     proba = spam_probability(single, HELD_OUT)
-    assert ((proba > 0) & (proba < 1)).all()
+    truth = np.array([label for label, _ in make_corpus(n_ham=20, n_spam=10, seed=6)]) == "spam"
+    assert ((proba >= 0) & (proba <= 1)).all()
+    assert (proba[truth] > 0.5).all() and (proba[~truth] < 0.5).all()
     scorer, kind = compile_email_scorer(single)
     assert kind == "lean"
     assert np.array_equal(scorer(HELD_OUT), proba)
 
 
+LEAN_PROBES = [
+    *HELD_OUT,
+    *EXAMPLE_MESSAGES,
+    *OBVIOUS_SPAM_EMAILS,
+    b"From: a@example.org\n\n",
+    b"Subject: hi\n\nunseen words only",
+]
+
+
+def test_lean_featurizer_gives_the_featurizer_output_entry_for_entry(model: Pipeline) -> None:
+    featurize = email_lean_featurizer(model)
+    expected = model.named_steps["features"].transform(LEAN_PROBES).tocsr()
+    for got in (featurize(LEAN_PROBES), sp.vstack([featurize([raw]) for raw in LEAN_PROBES]).tocsr()):
+        assert got.shape == expected.shape
+        assert got.dtype == expected.dtype
+        assert np.array_equal(got.indptr, expected.indptr)
+        assert np.array_equal(got.indices, expected.indices)
+        assert np.array_equal(got.data, expected.data)
+
+
 def test_lean_scorer_is_bit_identical_one_by_one_and_in_batches(model: Pipeline) -> None:
     scorer, kind = compile_email_scorer(model)
     assert kind == "lean"
-    messages = HELD_OUT + list(EXAMPLE_MESSAGES) + [b"From: a@example.org\n\n", b"Subject: hi\n\nunseen words only"]
-    expected = spam_probability(model, messages)
-    assert np.array_equal(scorer(messages), expected)
-    assert np.array_equal(np.concatenate([scorer([raw]) for raw in messages]), expected)
+    expected = spam_probability(model, LEAN_PROBES)
+    assert np.array_equal(scorer(LEAN_PROBES), expected)
+    assert np.array_equal(np.concatenate([scorer([raw]) for raw in LEAN_PROBES]), expected)
 
 
 def test_lean_scorer_refuses_another_shape_and_compile_falls_back(model: Pipeline) -> None:
@@ -145,6 +174,36 @@ def test_split_featurizer_fits_the_same_model_as_the_whole_pipeline(model: Pipel
     assert np.array_equal(features.toarray(), model.named_steps["features"].transform(RAWS).toarray())
 
 
+def test_numeric_features_are_the_last_columns_and_only_the_trees_read_them(model: Pipeline) -> None:
+    records = model.named_steps["features"].named_steps["parse"].transform(HELD_OUT)
+    features = model.named_steps["features"].transform(HELD_OUT)
+    numbers = numeric_features(records)
+    assert numbers.shape == (len(HELD_OUT), len(NUMERIC_FEATURES))
+    assert np.array_equal(features[:, -len(NUMERIC_FEATURES) :].toarray(), numbers)
+    stacked = model.named_steps["classifier"].estimator_
+    assert all(member.coef_.shape[1] == features.shape[1] - len(NUMERIC_FEATURES) for member in stacked.members_)
+    assert stacked.booster_.n_features_in_ == len(stacked.members_) + len(NUMERIC_FEATURES)
+
+
+def test_boosted_trees_in_numpy_give_the_boosters_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(400, 5))
+    inputs[rng.random(inputs.shape) < 0.05] = np.nan  # missing values take each split's learned side
+    labels = inputs[:, 0] + np.nan_to_num(inputs[:, 1]) * inputs[:, 2] + rng.normal(scale=0.5, size=400) > 0
+    booster = HistGradientBoostingClassifier(max_iter=60, max_leaf_nodes=8, random_state=0).fit(inputs, labels)
+    trees = BoostedTrees.of(booster)
+    probes = np.vstack([inputs, rng.normal(scale=3, size=(200, 5))])
+    assert np.array_equal(trees.probability(probes), booster.predict_proba(probes)[:, 1])
+
+
+def test_stacked_model_scores_through_the_numpy_trees(model: Pipeline) -> None:
+    stacked = model.named_steps["classifier"].estimator_
+    assert stacked.trees_ is not None
+    features = model.named_steps["features"].transform(HELD_OUT)
+    inputs = np.hstack([stacked.member_scores(features), features[:, -len(NUMERIC_FEATURES) :].toarray()])
+    assert np.array_equal(stacked.predict_proba(features)[:, 1], stacked.booster_.predict_proba(inputs)[:, 1])
+
+
 def test_char_ngrams_match_scikit_learn_char_wb() -> None:
     texts = ["Hello wonderful   world", "a bb ccc dddd eeeee", "Ünïcödé тест\tline\nnext", "", "x", "  lead trail  "]
     for ngram_range in ((1, 3), (2, 4), (3, 5)):
@@ -152,6 +211,18 @@ def test_char_ngrams_match_scikit_learn_char_wb() -> None:
         ours = CharNgrams(ngram_range, lowercase=True)
         for text in texts:
             assert sorted(ours(text)) == sorted(reference(text)), (ngram_range, text)
+
+
+def test_platt_sigmoid_stays_finite_on_separated_scores_and_orders_them() -> None:
+    scores = np.array([-3.0, -2.0, -1.5, 1.0, 2.5, 4.0])
+    positive = scores > 0
+    slope, intercept = platt_sigmoid(scores, positive)
+    assert 0 < slope < 50
+    proba = 1 / (1 + np.exp(-(slope * scores + intercept)))
+    assert (np.diff(proba) > 0).all()
+    # Platt's smoothed targets: the fitted probabilities stay inside (1/(N-+2), (N++1)/(N++2)) at the data.
+    assert proba.max() < 1 and proba.min() > 0
+    assert proba[positive].min() > 0.5 > proba[~positive].max()
 
 
 def test_naive_bayes_log_odds_is_the_linear_form_of_multinomial_nb() -> None:
@@ -189,7 +260,7 @@ def test_default_reads_no_collection_header_and_extra_fields_get_a_block() -> No
     wider = EmailFeaturizeParams(header_fields=(*default.header_fields, "X-Mailer"))
     assert wider.extra_header_fields == ("x-mailer",)
     names = [name for name, _ in build_email_featurizer(wider).named_steps["fields"].transformer_list]
-    assert names[-1] == "headers"
+    assert names[-2:] == ["headers", "numbers"]
 
 
 def test_collection_headers_are_added_and_removed_exactly() -> None:
