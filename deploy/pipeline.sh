@@ -41,6 +41,14 @@ bool() { if [ "$1" -gt 0 ]; then echo true; else echo false; fi; }
 # The channels params.yaml configures; an unreadable params.yaml stops the step here (set -e).
 configured_channels() { "$spamfilter" channels; }
 
+# Whether monitor arguments are `--batch DIR` for a folder that holds no batch yet (data/new/<channel>
+# between batches): then there is nothing new to judge, and no retrain.
+no_batch_yet() {
+  local flag dir rest
+  read -r flag dir rest <<<"$1"
+  [ "$flag" = --batch ] && [ -z "$rest" ] && [ -d "$dir" ] && [ -z "$(find "$dir" -type f ! -name '.*' -print -quit)" ]
+}
+
 # Each channel's monitor decides alone: its own reference profile, its own batches or log slice.
 step_monitor() {
   local channel channels args out retrain=() failed=() placeholder='{channel}' default_monitor_args='--batch data/new/{channel}'
@@ -61,6 +69,11 @@ step_monitor() {
     fi
     args="${MONITOR_ARGS:-$default_monitor_args}"
     args="${args//"$placeholder"/$channel}"
+    if [ -f "models/$channel/reference_profile.json" ] && no_batch_yet "$args"; then
+      log "$channel: no labelled batch in ${args#--batch } yet: nothing new to monitor, no retrain"
+      emit "monitor_$channel" no_batch
+      continue
+    fi
     out="$scratch/monitor-$channel.out"
     : >"$out"
     if GITHUB_OUTPUT="$out" mk monitor CHANNEL="$channel" MONITOR_ARGS="$args --retrain-if-no-profile"; then

@@ -7,7 +7,6 @@ the registry, remote and deployed image the one before left."""
 from __future__ import annotations
 
 import email.utils
-import importlib.util
 import json
 import re
 import subprocess
@@ -20,16 +19,14 @@ from typing import Any
 import pytest
 import yaml
 
-from spamfilter.config import Channel, EmailParams, Settings
+from spamfilter.config import Channel, Settings, load_params_file
 from spamfilter.registry import tracking
 from tests.conftest import REPO_ROOT, Project, free_port, make_messages, make_project, write_tsv
 
 pytestmark = pytest.mark.slow
 
-# The e-mail channel runs when its model (spamfilter.modeling.email) is there; until then, SMS alone.
-CHANNELS: tuple[Channel, ...] = (
-    ("sms", "email") if importlib.util.find_spec("spamfilter.modeling.email") is not None else ("sms",)
-)
+# The channels the project configures (params.yaml: channels.sms, channels.email), each with a generated corpus.
+CHANNELS: tuple[Channel, ...] = tuple(load_params_file(REPO_ROOT / "params.yaml").channels.configured())
 # The gate for the small generated corpora: held-out splits of 60 messages, SMS labels 8% noise.
 GATE = {"min_test_rows": 50, "floors": {"f1": 0.5, "mcc": 0.4, "blocked_ham_rate": 0.3}}
 # A deliberately weak SMS model for the first champion (three word features: f1 ≈ 0.67 on the noisy
@@ -58,10 +55,10 @@ def noisy_corpus(path: Path) -> Path:
     return write_tsv(path, flipped)
 
 
-def email_corpus(root: Path) -> Path:
+def email_corpus(root: Path, n_ham: int = 240, n_spam: int = 60, seed: int = 11) -> Path:
     """Generated e-mails as a folder tree the e-mail ingest reads: spam/*.eml and ham/*.eml."""
     start = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
-    for i, (label, text) in enumerate(make_messages(n_ham=240, n_spam=60, seed=11)):
+    for i, (label, text) in enumerate(make_messages(n_ham=n_ham, n_spam=n_spam, seed=seed)):
         message = EmailMessage()
         message["From"] = f"offers{i % 7}@win-prizes.example" if label == "spam" else f"friend{i % 9}@example.org"
         message["To"] = "someone@example.net"
@@ -110,8 +107,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     )
     link_venv(project)
     params = yaml.safe_load((project.root / "params.yaml").read_text())
-    if "email" in CHANNELS and "email" not in params["channels"]:
-        params["channels"]["email"] = EmailParams().model_dump(mode="json")
     for channel in CHANNELS:
         params["channels"][channel]["gate"].update(GATE)
     good = json.loads(json.dumps(params))
@@ -143,7 +138,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     ci_local("first_run", LOCAL_DOCKER_FAIL_HEALTH="1", READY_TIMEOUT="5", RECORD_BRANCH="ci-local/first")
     # 2. workflow_dispatch with force_retrain: nothing changed, v1 of each is deployed, then promoted.
     ci_local("deployed", FORCE_RETRAIN="true", RECORD_BRANCH="ci-local/deployed")
-    # 3. The daily run: data/new/<channel> holds no batch, so each monitor sees too little data to retrain.
+    # 3. The daily run: data/new/<channel> holds no batch yet, so there is nothing new to judge: no retrain.
     ci_local("monitor_quiet")
     # 4. The full SMS model beats the weak champion; the other channels' v1 are already champions, so
     #    their gates reject: SMS deploys and is promoted, the others keep their champions, in the same image.
@@ -157,11 +152,15 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     params_file.write_text(good_text.replace("primary_metric: f1", "primary_metric: bogus", 1))
     ci_local("bad_params", FORCE_RETRAIN="true")
     params_file.write_text(good_text)
-    # 7. A monitor that cannot run (a corrupt SMS reference profile) stops SMS; the others' monitors go on.
+    # 7. A monitor that cannot run (an SMS reference profile of an unknown schema) stops SMS; the others'
+    #    monitors go on. The batch is outside data/new, so no later `dvc repro` trains on it.
     profile = project.root / "models" / "sms" / "reference_profile.json"
     kept = profile.read_bytes()
-    profile.write_text("{not json")
-    ci_local("monitor_fails", MONITOR_PULL="false")
+    profile.write_text('{"schema_version": 0}')
+    (root / "quiet" / "sms").mkdir(parents=True)
+    write_tsv(root / "quiet" / "sms" / "batch.tsv", make_messages(n_ham=16, n_spam=4, seed=3))
+    email_corpus(root / "quiet" / "email", n_ham=16, n_spam=4, seed=3)  # too few to judge: no retrain
+    ci_local("monitor_fails", MONITOR_PULL="false", MONITOR_ARGS=f"--batch {root / 'quiet'}/{{channel}}")
     profile.write_bytes(kept)
 
     # The report: commit this run, change a param, rerun, compare with the commit.
@@ -250,9 +249,9 @@ def test_the_chain_deploys_every_channel_and_then_promotes_them(chain: Chain) ->
         first = tracking.promotion_history(chain.settings.for_channel(channel))[0]
         assert (first.version, first.previous) == ("1", None) and "(ci-local) after the gate passed" in first.reason
     images = chain.project.root / ".ci-local" / "docker" / "images"
-    tag = (chain.project.root / ".ci-local" / "host" / ".deployed-tag").read_text().strip()
-    assert tag.endswith("-" + ".".join(f"{channel}-v1" for channel in CHANNELS))
-    assert sorted(p.name for p in (images / tag / "bundle").iterdir()) == sorted(CHANNELS), (
+    pushed = re.search(r"pushed local/spamfilter-api:(\S+) \(", run.stdout)
+    assert pushed and pushed[1].endswith("-" + ".".join(f"{channel}-v1" for channel in CHANNELS))
+    assert sorted(p.name for p in (images / pushed[1] / "bundle").iterdir()) == sorted(CHANNELS), (
         "the image has every channel"
     )
 
@@ -263,7 +262,7 @@ def test_the_monitors_deciding_no_retrain_end_the_chain(chain: Chain) -> None:
     assert "retrain_needed=false retrain_channels=" in run.stdout
     assert "no retrain needed; the chain ends here" in run.stdout and "== retrain" not in run.stdout
     for channel in CHANNELS:
-        assert chain.project.json(f"reports/{channel}/monitor.json")["status"] == "insufficient_data"
+        assert f"pipeline: {channel}: no labelled batch in data/new/{channel} yet: nothing new to monitor" in run.stdout
 
 
 def test_one_channels_rejection_does_not_stop_the_others_deploy(chain: Chain) -> None:
@@ -307,7 +306,8 @@ def test_params_that_do_not_validate_stop_every_channel_at_the_first_step(chain:
 def test_a_failing_monitor_stops_its_channel_with_its_error(chain: Chain) -> None:
     run = chain.runs["monitor_fails"]
     assert run.returncode != 0
-    assert "reference_profile.json" in run.stderr and "the monitor failed for: sms; those channels stop" in run.stderr
+    assert "reference_profile.json: schema_version 0" in run.stderr
+    assert "the monitor failed for: sms; those channels stop" in run.stderr
     assert "== retrain" not in run.stdout
     assert chain.champion_after["monitor_fails"] == chain.champion_after["one_rejects"]
 
