@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 sweep = "  ".join(
                     f"{t:.2f}: F1 {summarize(labels, proba, t)['f1']:.4f}/{summarize(labels, proba, t)['blocked_ham']}"
-                    for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+                    for t in (0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
                 )
                 print(f"  threshold sweep (F1/blocked ham): {sweep}")
         figures["plain_cv"] = plain

@@ -45,10 +45,9 @@ import logging
 import math
 import re
 import string
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from email.utils import parsedate_tz
-from operator import itemgetter
+from itertools import repeat
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -162,7 +161,7 @@ class EmailBoosterParams(_Strict):
     learning_rate: float = Field(0.05, gt=0.0, le=1.0)
     max_leaf_nodes: int = Field(8, ge=2)
     min_samples_leaf: int = Field(20, ge=1)
-    l2_regularization: float = Field(0.0, ge=0.0)
+    l2_regularization: float = Field(1.0, ge=0.0)
 
 
 EmailModelName = Literal["stacked", "ensemble", "linear_svm", "naive_bayes"]
@@ -181,7 +180,7 @@ class EmailTrainParams(_Strict):
     """
 
     model: EmailModelName = "stacked"
-    threshold: Probability = 0.7
+    threshold: Probability = 0.97
     seed: int = 42
     folds: int = Field(5, ge=2)
     linear_svm: EmailSvmParams = EmailSvmParams()
@@ -779,7 +778,7 @@ class StackedEmailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         booster_learning_rate: float = 0.05,
         booster_max_leaf_nodes: int = 8,
         booster_min_samples_leaf: int = 20,
-        booster_l2_regularization: float = 0.0,
+        booster_l2_regularization: float = 1.0,
         random_state: int = 42,
     ):
         self.members = members
@@ -811,6 +810,17 @@ class StackedEmailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         numbers = X[:, width:]
         return X[:, :width], numbers.toarray() if sp.issparse(numbers) else np.asarray(numbers)
 
+    def _numbers(self, X: Any) -> np.ndarray:  # noqa: N803
+        """The numeric columns, dense: for CSR input read straight from its arrays (no slicing copy)."""
+        count, width = X.shape[0], X.shape[1] - self.numeric_columns
+        if not sp.issparse(X) or X.format != "csr":
+            return self._split(X)[1]
+        numbers = np.zeros((count, self.numeric_columns), dtype=X.dtype)
+        numeric = X.indices >= width
+        rows = np.repeat(np.arange(count), np.diff(X.indptr))[numeric]
+        numbers[rows, X.indices[numeric] - width] = X.data[numeric]
+        return numbers
+
     def fit(self, X: Any, y: Any) -> StackedEmailClassifier:  # noqa: N803
         if not self.members or len(set(self.members)) != len(self.members):
             raise ValueError(f"members must name each member at most once, and at least one: {self.members}")
@@ -829,6 +839,10 @@ class StackedEmailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
             ]
         )
         self.members_ = [self._member(name).fit(text, labels) for name in self.members]
+        # The members' linear forms over all columns, zero on the numeric ones: one product scores them all.
+        self.weights_ = np.zeros((X.shape[1], len(self.members_)))
+        self.weights_[: text.shape[1]] = np.column_stack([member.coef_[0] for member in self.members_])
+        self.intercepts_ = np.array([member.intercept_[0] for member in self.members_])
         positive = labels == self.classes_[1]
         if self.combine == "boosted":
             self.booster_ = HistGradientBoostingClassifier(
@@ -861,14 +875,16 @@ class StackedEmailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         return trees
 
     def member_scores(self, X: Any) -> np.ndarray:  # noqa: N803
-        """Each member's decision score (log-odds-like, for `classes_[1]`), one column per member."""
-        text, _ = self._split(X)
-        return np.column_stack([member.decision_function(text) for member in self.members_])
+        """Each member's decision score for `classes_[1]`, one column per member: X · weights + intercept,
+        the members' own `decision_function` on the text columns (the zero weights of the numeric columns
+        add exact zeros to each row's sum)."""
+        scores: np.ndarray = np.asarray(X @ self.weights_) + self.intercepts_
+        return scores
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803
         check_is_fitted(self, "members_")
-        text, numbers = self._split(X)
-        scores = np.column_stack([member.decision_function(text) for member in self.members_])
+        scores = self.member_scores(X)
+        numbers = self._numbers(X)
         if self.combine == "boosted":
             inputs = np.hstack([scores, numbers])
             if self.trees_ is not None:
@@ -1002,8 +1018,8 @@ def _lean_block(extract: Any, vectorizer: Any, offset: int) -> _LeanBlock:
 def _lean_union(union: Any) -> RecordFeaturize:
     """FeatureUnion.transform over (RecordField, TfidfVectorizer) branches, computed in one pass.
 
-    Per branch and document it counts the analyzer's tokens (CountVectorizer's counts, indices sorted as
-    it sorts them), then applies TfidfTransformer's steps to the counts with the same numpy operations
+    Per branch and document it counts the analyzer's tokens in the vocabulary (CountVectorizer's counts,
+    columns in ascending order as it sorts them), then applies TfidfTransformer's steps to the counts with the same numpy operations
     (log and + 1, idf product, in place on float32); each (document, branch) segment is L2-normalised by
     scikit-learn's own `inplace_csr_row_normalize_l2` on a matrix with one row per segment, whose data,
     laid out document by document and branch by branch, is then exactly the stacked union's: one sparse
@@ -1037,16 +1053,13 @@ def _lean_union(union: Any) -> RecordFeaturize:
             columns: list[np.ndarray] = []
             weights: list[np.ndarray] = []
             for document in block.extract(records):
-                counts = Counter(block.analyze(document))
-                known = list(counts.keys() & vocabulary.keys())  # set operations and itemgetter: loops in C
-                if not known:
-                    columns.append(np.zeros(0, dtype=np.int32))
-                    weights.append(np.zeros(0, dtype=np.intc))
-                    continue
-                found = np.array(itemgetter(*known)(vocabulary), dtype=np.int32, ndmin=1)
-                order = np.argsort(found)  # CountVectorizer sorts each row's indices
-                columns.append(found[order])
-                weights.append(np.array(itemgetter(*known)(counts), dtype=np.intc, ndmin=1)[order])
+                tokens = block.analyze(document)
+                # Each token's column (-1 if not in the vocabulary), looked up in C by map, then the
+                # distinct columns in ascending order (as CountVectorizer sorts a row) with their counts.
+                found = np.fromiter(map(vocabulary.get, tokens, repeat(-1)), dtype=np.int64, count=len(tokens))
+                distinct, counts = np.unique(found[found >= 0], return_counts=True)
+                columns.append(distinct.astype(np.int32))
+                weights.append(counts.astype(np.intc))
             local = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int32)
             data = np.concatenate(weights).astype(np.float32) if weights else np.zeros(0, dtype=np.float32)
             if block.sublinear:

@@ -196,6 +196,14 @@ def test_boosted_trees_in_numpy_give_the_boosters_probabilities() -> None:
     assert np.array_equal(trees.probability(probes), booster.predict_proba(probes)[:, 1])
 
 
+def test_member_scores_are_the_members_own_decisions_on_the_text_columns(model: Pipeline) -> None:
+    stacked = model.named_steps["classifier"].estimator_
+    features = model.named_steps["features"].transform(LEAN_PROBES)
+    text = features[:, : -len(NUMERIC_FEATURES)]
+    expected = np.column_stack([member.decision_function(text) for member in stacked.members_])
+    assert np.array_equal(stacked.member_scores(features), expected)
+
+
 def test_stacked_model_scores_through_the_numpy_trees(model: Pipeline) -> None:
     stacked = model.named_steps["classifier"].estimator_
     assert stacked.trees_ is not None
