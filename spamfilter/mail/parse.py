@@ -39,6 +39,7 @@ from email.message import Message
 from email.policy import Compat32
 from typing import cast
 
+from spamfilter.config import MAIL_HEADER_FIELDS
 from spamfilter.mail.charsets import decode_text
 from spamfilter.mail.headers import (
     address_domain,
@@ -52,18 +53,8 @@ from spamfilter.mail.limits import DEFAULT_LIMITS, MailError, MailLimits, params
 from spamfilter.mail.transfer import ENCODINGS_TO_UNDO, KNOWN_TRANSFER_ENCODINGS, decode_base64, decoded_size
 from spamfilter.mail.urls import unique, url_domain, urls_in_text, web_link
 
-# Only what a sender controls and a receiving server sees; never the corpus's collection artefacts.
-DEFAULT_HEADER_FIELDS = (
-    "from",
-    "reply-to",
-    "to",
-    "cc",
-    "subject",
-    "date",
-    "message-id",
-    "mime-version",
-    "content-type",
-)
+# The header fields a record keeps by default: config.MAIL_HEADER_FIELDS (one home for the set).
+DEFAULT_HEADER_FIELDS = MAIL_HEADER_FIELDS
 
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
 _MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")

@@ -25,6 +25,10 @@ def build_featurizer(params: ChannelParams) -> Pipeline:
 
 def build_classifier(params: ChannelParams) -> ClassifierMixin:
     """The classifier named by the channel's `train.model`, with its threshold."""
+    if isinstance(params, EmailParams):
+        from spamfilter.modeling import email
+
+        return email.build_email_classifier(params.train)
     return pipeline.build_classifier(params.train)
 
 
