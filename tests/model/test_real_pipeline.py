@@ -4,10 +4,9 @@ the SpamAssassin public corpus), in an isolated copy of the repo."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
-
-import os
 
 import pytest
 
