@@ -200,7 +200,11 @@ def read_mail_batches(paths: Sequence[Path], rows: WindowRows, ingest: EmailInge
 def read_profile(path: Path, channel: Channel | None = None) -> decision.Reference:
     if not path.is_file():
         raise DataError(f"{path}: reference profile not found; {PROFILE_STAGE_HINT}")
-    return reference_from_profile(files.read_json(path), str(path), channel)
+    try:
+        profile = files.read_json(path)
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{path}: not a reference profile (invalid JSON: {exc}); {PROFILE_STAGE_HINT}") from None
+    return reference_from_profile(profile, str(path), channel)
 
 
 def score_missing(rows: WindowRows, model_source: Path) -> float:

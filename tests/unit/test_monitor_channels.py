@@ -244,3 +244,14 @@ def test_github_output_of_sms_keeps_its_three_lines() -> None:
     quiet = {"channel": "sms", "retrain_needed": False, "status": "ok", "reasons": []}
     assert rendering.github_output(quiet) == "retrain_needed=false\nmonitor_status=ok\nretrain_reasons=\n"
     assert rendering.summary_table(quiet).splitlines()[0] == "channel: sms"
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe garbage"])
+def test_a_profile_that_is_not_json_is_a_data_error_naming_the_file(tmp_path: Any, content: bytes) -> None:
+    from spamfilter.errors import DataError
+    from spamfilter.monitoring.monitor import read_profile
+
+    path = tmp_path / "reference_profile.json"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=r"reference_profile.json: not a reference profile \(invalid JSON"):
+        read_profile(path, "email")
