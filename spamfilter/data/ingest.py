@@ -45,12 +45,11 @@ def raw_dvc_md5(dvc_file: Path) -> str:
     return str(outs[0].get("md5", ""))
 
 
-def refuse_bad_rows(bad_rows: Sequence[BadRow], on_bad_row: str) -> None:
-    """`ingest.on_bad_row: fail`: any bad row stops the stage, naming the first."""
+def refuse_bad_rows(bad_rows: Sequence[BadRow], on_bad_row: str, key: str = "ingest.on_bad_row") -> None:
+    """`<key>: fail` (the channel's `ingest.on_bad_row`): any bad row stops the stage, naming the first."""
     if bad_rows and on_bad_row == "fail":
         raise DataError(
-            f"{len(bad_rows)} bad rows (first: {bad_rows[0]}); fix them, or set "
-            "ingest.on_bad_row: drop to drop them with a report"
+            f"{len(bad_rows)} bad rows (first: {bad_rows[0]}); fix them, or set {key}: drop to drop them with a report"
         )
 
 
@@ -69,7 +68,9 @@ def ingest_sms(
     raw_paths: Sequence[Path], new_paths: Sequence[Path], params: IngestParams, raw_md5: str
 ) -> IngestResult:
     """SMS corpora (the raw corpus first, then the labelled batches) → a validated, de-duplicated split.
-    Bad rows are left out and listed; `refuse_bad_rows` applies `ingest.on_bad_row`."""
+    Bad rows are left out and listed. `channels.sms.ingest.on_bad_row: fail` refuses them here, before the
+    split: what is left of a corpus with bad rows may be too little to split, and that error would hide
+    the bad row (a file:line) that caused it."""
     parsed: list[corpus.ParsedFile] = []
     sources: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -88,6 +89,7 @@ def ingest_sms(
         )
         notes.append(f"{path}: {len(result.messages)} rows ({result.format}), {len(result.bad_rows)} bad")
     dataset = corpus.deduplicate(parsed)
+    refuse_bad_rows(dataset.bad_rows, params.on_bad_row, key="channels.sms.ingest.on_bad_row")
     train, test = corpus.split(dataset.messages, params.test_size, params.seed)
     new_rows = sum(int(s["rows"]) for s in sources[len(raw_paths) :])
     stats: dict[str, Any] = dict(corpus.dataset_stats(dataset, train, test, new_rows))
