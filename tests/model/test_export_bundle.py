@@ -54,11 +54,12 @@ def env(champion: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_export_writes_the_contract(store: Store, champion: Settings, env: Path) -> None:
     assert cli.main(["export"]) == 0
-    out = env / "bundle"
+    out = env / "bundle" / "sms"  # the default channel's bundle
+    assert [p.name for p in (env / "bundle").iterdir()] == ["sms"]
     assert {p.name for p in out.iterdir()} == {"model", "metadata.json", "model_card.md"}
     meta = bundle.read_bundle_metadata(out)
     version = tracking.get_version(champion, "champion")
-    assert (meta.name, meta.version, meta.alias) == ("exported", "2", "champion")
+    assert (meta.name, meta.version, meta.alias, meta.channel) == ("exported", "2", "champion", "sms")
     assert meta.run_id == version.run_id
     assert meta.model_uri == "models:/exported/2"
     assert set(meta.metrics) == set(METRIC_KEYS)
@@ -71,7 +72,7 @@ def test_export_writes_the_contract(store: Store, champion: Settings, env: Path)
     assert trained - timedelta(seconds=1) <= exported  # exported_at is to the second
     raw = json.loads((out / "metadata.json").read_text())
     assert set(raw) == {
-        "name", "version", "alias", "run_id", "model_uri", "metrics", "threshold",
+        "name", "channel", "version", "alias", "run_id", "model_uri", "metrics", "threshold",
         "trained_at", "exported_at", "data_fingerprint", "params",
     }  # fmt: skip
     card = (out / "model_card.md").read_text()
@@ -101,15 +102,18 @@ def test_bundle_predicts_exactly_as_the_registry_champion(store: Store, champion
 def test_export_by_version_or_alias_and_failed_export_keeps_the_old_bundle(
     champion: Settings, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    out = env / "bundle" / "sms"  # the default channel's bundle
     assert cli.main(["export", "--version", "1"]) == 0
-    meta = bundle.read_bundle_metadata(env / "bundle")
+    meta = bundle.read_bundle_metadata(out)
     assert (meta.version, meta.alias) == ("1", None)
     assert cli.main(["export", "--alias", "challenger"]) == 1
     assert "no version of exported has the alias 'challenger'" in capsys.readouterr().err
-    assert bundle.read_bundle_metadata(env / "bundle").version == "1"
+    assert bundle.read_bundle_metadata(out).version == "1"
     assert cli.main(["export"]) == 0
-    assert bundle.read_bundle_metadata(env / "bundle").version == "2"
-    assert [p.name for p in env.iterdir() if p.name.startswith(".")] == [], "no staging leftovers"
+    assert bundle.read_bundle_metadata(out).version == "2"
+    # The bundle is staged beside it, in bundle/: nothing may be left there or in the working directory.
+    leftovers = [p for folder in (env, env / "bundle") for p in folder.iterdir() if p.name.startswith(".")]
+    assert leftovers == [], "no staging leftovers"
 
 
 def free_port() -> int:
