@@ -9,6 +9,7 @@ de-duplicate, split, and describe the result (stats and manifest). Reads input f
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from spamfilter.data.corpus import BadRow
 from spamfilter.errors import DataError
 
 MAX_SHOWN_BAD_ROWS = 50
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,9 +71,9 @@ def ingest_sms(
     raw_paths: Sequence[Path], new_paths: Sequence[Path], params: IngestParams, raw_md5: str
 ) -> IngestResult:
     """SMS corpora (the raw corpus first, then the labelled batches) → a validated, de-duplicated split.
-    Bad rows are left out and listed. `channels.sms.ingest.on_bad_row: fail` refuses them here, before the
-    split: what is left of a corpus with bad rows may be too little to split, and that error would hide
-    the bad row (a file:line) that caused it."""
+    Bad rows are left out and listed. `channels.sms.ingest.on_bad_row: fail` refuses them here (each logged,
+    the first in the DataError), before the split: what is left of a corpus with bad rows may be too little
+    to split, and that error would hide the bad row (a file:line) that caused it."""
     parsed: list[corpus.ParsedFile] = []
     sources: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -89,7 +92,12 @@ def ingest_sms(
         )
         notes.append(f"{path}: {len(result.messages)} rows ({result.format}), {len(result.bad_rows)} bad")
     dataset = corpus.deduplicate(parsed)
-    refuse_bad_rows(dataset.bad_rows, params.on_bad_row, key="channels.sms.ingest.on_bad_row")
+    if dataset.bad_rows and params.on_bad_row == "fail":
+        for bad in dataset.bad_rows[:MAX_SHOWN_BAD_ROWS]:  # every bad row at once, not one fix-and-rerun each
+            log.error("bad row: %s", bad)
+        if len(dataset.bad_rows) > MAX_SHOWN_BAD_ROWS:
+            log.error("... and %d more bad rows", len(dataset.bad_rows) - MAX_SHOWN_BAD_ROWS)
+        refuse_bad_rows(dataset.bad_rows, params.on_bad_row, key="channels.sms.ingest.on_bad_row")
     train, test = corpus.split(dataset.messages, params.test_size, params.seed)
     new_rows = sum(int(s["rows"]) for s in sources[len(raw_paths) :])
     stats: dict[str, Any] = dict(corpus.dataset_stats(dataset, train, test, new_rows))
