@@ -129,13 +129,29 @@ class Project:
         return json.loads((self.root / path).read_text(encoding="utf-8"))
 
 
-def keep_channels(params_file: Path, channels: Sequence[str]) -> None:
-    """Rewrite a project's params.yaml to configure only `channels` (the others are not built)."""
+def keep_channels(root: Path, channels: Sequence[str]) -> None:
+    """Make a project copy configure only `channels`: the others leave params.yaml (so dvc.yaml builds
+    none of their stages), and their raw data's .dvc file and their dvc.lock entries go with them, as
+    they would from a checkout without the channel (else `dvc status` and `dvc checkout` miss their data
+    and the lock keeps stages that no longer exist)."""
     import yaml
 
+    params_file = root / "params.yaml"
     params = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    dropped = [name for name in params["channels"] if name not in channels]
+    if not dropped:
+        return
     params["channels"] = {name: value for name, value in params["channels"].items() if name in channels}
     params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    for name in dropped:
+        (root / "data" / "raw" / f"{name}.dvc").unlink(missing_ok=True)
+    lock_file = root / "dvc.lock"
+    if lock_file.is_file():
+        lock = yaml.safe_load(lock_file.read_text(encoding="utf-8"))
+        lock["stages"] = {
+            stage: entry for stage, entry in lock["stages"].items() if stage.rpartition("@")[2] not in dropped
+        }
+        lock_file.write_text(yaml.safe_dump(lock, sort_keys=False), encoding="utf-8")
 
 
 def make_project(
@@ -147,7 +163,7 @@ def make_project(
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, target)
-    keep_channels(destination / "params.yaml", channels)
+    keep_channels(destination, channels)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "SPAM_", "DVC_"))}
     env.update(
         {
