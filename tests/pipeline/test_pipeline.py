@@ -29,9 +29,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Project:
 def test_repro_writes_every_stage_to_dvc_lock(built: Project) -> None:
     lock = yaml.safe_load((built.root / "dvc.lock").read_text())
     assert list(lock["stages"]) == STAGES
-    assert lock["stages"]["ingest"]["params"]["params.yaml"]["ingest"]["test_size"] == 0.2
-    train_deps = {dep["path"] for dep in lock["stages"]["train"]["deps"]}
-    assert "stages/train.py" in train_deps
+    assert lock["stages"]["ingest@sms"]["params"]["params.yaml"]["channels.sms.ingest"]["test_size"] == 0.2
+    train_deps = {dep["path"] for dep in lock["stages"]["train@sms"]["deps"]}
+    assert {"stages/train.py", "data/features/sms/train.npz"} <= train_deps
 
 
 def test_data_dvc_tracks_the_fixture_corpus(built: Project) -> None:
@@ -170,7 +170,7 @@ def test_bad_batch_fails_ingest_with_file_and_line_and_keeps_outputs(built: Proj
         assert "data/new/sms/batch-bad.tsv:3: unknown label 'maybe'" in result.stderr
         assert (built.root / "data/processed/sms/train.jsonl").read_bytes() == train_before
 
-        repro = built.dvc("repro", "ingest", check=False)
+        repro = built.dvc("repro", "ingest@sms", check=False)
         assert repro.returncode != 0
         assert "batch-bad.tsv:2" in repro.stderr + repro.stdout
     finally:
