@@ -42,9 +42,9 @@ def monitor(
 
 def test_reference_profile_is_an_output_of_evaluate(built: Project) -> None:
     lock = yaml.safe_load((built.root / "dvc.lock").read_text())
-    outs = {out["path"] for out in lock["stages"]["evaluate"]["outs"]}
+    outs = {out["path"] for out in lock["stages"]["evaluate@sms"]["outs"]}
     assert "models/sms/reference_profile.json" in outs
-    deps = {dep["path"] for dep in lock["stages"]["evaluate"]["deps"]}
+    deps = {dep["path"] for dep in lock["stages"]["evaluate@sms"]["deps"]}
     assert {"data/processed/sms/train.jsonl", "spamfilter/monitoring"} <= deps
     profile = built.json("models/sms/reference_profile.json")
     stats = built.json("reports/sms/data_stats.json")
@@ -54,7 +54,7 @@ def test_reference_profile_is_an_output_of_evaluate(built: Project) -> None:
     assert len(profile["scores"]["values"]) == stats["test_rows"]
     assert profile["metrics"]["f1"] == metrics["f1"]
     lock = yaml.safe_load((built.root / "dvc.lock").read_text())
-    (model_out,) = [o for o in lock["stages"]["train"]["outs"] if o["path"].endswith("model.joblib")]
+    (model_out,) = [o for o in lock["stages"]["train@sms"]["outs"] if o["path"].endswith("model.joblib")]
     assert profile["model"] == {"md5": model_out["md5"]}  # no run id: the profile is reproducible
 
 
@@ -193,12 +193,14 @@ def test_monitor_scores_batches_with_an_mlflow_model_directory(built: Project, m
     from spamfilter.registry import tracking
 
     monkeypatch.chdir(built.root)
-    tracking.save_model(files.load_joblib("models/sms/model.joblib"), Path("bundle/model"), ["free prize", "hi"])
+    model_dir = Path("bundle/sms/model")  # where an exported bundle of the channel keeps its MLflow model
+    tracking.save_model(files.load_joblib("models/sms/model.joblib"), model_dir, ["free prize", "hi"])
     assert (
-        cli.main(["monitor", "--batch", "data/new/sms", "--model", "bundle", "--json", "reports/sms/bundle.json"]) == 0
+        cli.main(["monitor", "--batch", "data/new/sms", "--model", "bundle/sms", "--json", "reports/sms/bundle.json"])
+        == 0
     )
     scores = {
-        name: next(c for c in built.json(f"reports/{name}.json")["checks"] if c["name"] == "score_distribution")
+        name: next(c for c in built.json(f"reports/sms/{name}.json")["checks"] if c["name"] == "score_distribution")
         for name in ("batch", "bundle")  # batch.json: the same batches scored with models/sms/model.joblib
     }
     assert scores["bundle"]["details"]["current_hist"] == scores["batch"]["details"]["current_hist"]
