@@ -80,7 +80,7 @@ def test_evaluate_makes_the_new_version_challenger_with_lineage_tags(released: R
     assert tags["data_sha256"] == json.loads((root / "data/processed/sms/manifest.json").read_text())["dataset_sha256"]
     assert len(tags["dvc_lock_md5"]) == 32 and len(tags["params_sha256"]) == 64
     lock = yaml.safe_load((root / "dvc.lock").read_text())
-    (model_out,) = [out for out in lock["stages"]["train"]["outs"] if out["path"].endswith("model.joblib")]
+    (model_out,) = [out for out in lock["stages"]["train@sms"]["outs"] if out["path"].endswith("model.joblib")]
     assert tags["dvc_model_md5"] == model_out["md5"]
     assert float(tags["metric.f1"]) == pytest.approx(released.first_gate["challenger"]["metrics"]["f1"])
     assert tags["gate.decision"] == "promote"
@@ -98,20 +98,20 @@ def test_first_run_promotes_by_the_floors_and_exports_the_champion(released: Rel
 
     (record,) = tracking.promotion_history(released.settings)
     assert (record.version, record.previous, record.action) == ("1", None, "promote")
-    meta = bundle.read_bundle_metadata(released.project.root / "bundle")
-    assert (meta.version, meta.alias) == ("1", "champion")
+    meta = bundle.read_bundle_metadata(released.project.root / "bundle/sms")
+    assert (meta.version, meta.alias, meta.channel) == ("1", "champion", "sms")
     assert meta.metrics["f1"] == metrics["f1"]
     assert meta.data_fingerprint.test_rows == 60
 
     summary = released.outputs["summary"]
     assert "metrics (60 held-out messages): f1" in summary
-    assert "gate: PROMOTE v1" in summary and "bundle: bundle = spam-classifier v1 (champion)" in summary
+    assert "gate: PROMOTE v1" in summary and "bundle: bundle/sms = spam-classifier v1 (champion)" in summary
 
 
 def test_champion_loads_by_alias_and_matches_the_bundle(released: Released) -> None:
     mlflow.set_tracking_uri(released.settings.mlflow_tracking_uri)
     champion = mlflow.pyfunc.load_model("models:/spam-classifier@champion")
-    served = loading.load_pipeline(released.project.root / "bundle" / "model")
+    served = loading.load_pipeline(released.project.root / "bundle/sms" / bundle.MODEL_DIR)
     texts = [json.loads(line)["text"] for line in (released.project.root / "data/processed/sms/test.jsonl").open()]
     assert list(champion.predict(pd.DataFrame({"text": texts}))) == list(served.predict(texts))
 
