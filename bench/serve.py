@@ -28,6 +28,9 @@ in-process (lean); prediction log costs ≤ 5% of throughput.
 Needs wrk (apt-get install wrk). The machine's cores are shared with the load generator.
 `--quick` is a smoke run (short points, one round, 8 and 32 connections): its figures are not the
 published ones.
+
+The e-mail channel (/predict/email and the spamd listener against SpamAssassin's spamd, and the mixed
+soak with reloads) has its own benchmark: bench/serve_email.py.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class WrkResult:
     p50: float  # ms
     p99: float  # ms
     failed: int
+    requests: int = 0  # answers wrk received (requests still in flight when the run ended are not among them)
 
 
 @dataclass
@@ -131,7 +135,8 @@ def register_model(texts: list[str], labels: list[str], env: dict[str, str]) -> 
 @contextmanager
 def server(
     command: list[str], env: dict[str, str], ready_url: str, log_path: Path, start_timeout: float
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The server process, started and answering `ready_url`; terminated on leaving."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent)
     try:
@@ -145,7 +150,7 @@ def server(
             except httpx.TransportError:
                 streak = 0
             time.sleep(0.1 if streak else 0.5)
-        yield
+        yield process
     finally:
         process.terminate()
         try:
@@ -210,6 +215,7 @@ def run_wrk(target: Target, connections: int, duration: float) -> WrkResult:
         p50=_ms(_search(r"^\s+50%\s+(\S+)", output)),
         p99=_ms(_search(r"^\s+99%\s+(\S+)", output)),
         failed=failed,
+        requests=int(_search(r"^\s*(\d+) requests in", output)),
     )
 
 
