@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -85,6 +86,7 @@ TARGET_SPAMC_RATIO: Final = 20.0
 TARGET_RSS_GROWTH: Final = 0.05
 
 RSS_SAMPLE_SECONDS: Final = 2.0
+VERDICT_MESSAGES: Final = 30  # messages every path scores once before the measurement (SpamAssassin is slow)
 LOG_SETTLE_SECONDS: Final = 60.0  # the longest wait for the log writers to flush what they hold
 REQUEST_TIMEOUT: Final = 60.0
 SPAMD_STATUS: Final = re.compile(rb"SPAMD/\d+\.\d+ +(\d+) +(\S+)")
@@ -288,10 +290,16 @@ class Point:
     p50_ms: float
     p99_ms: float
     first_error: str = ""
+    server_cpu_seconds: float = math.nan  # CPU time the server's processes spent during the run
 
     @property
     def rate(self) -> float:
         return self.completed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_ms_per_message(self) -> float:
+        """The server's CPU milliseconds per answered message: what a message costs whatever else runs."""
+        return self.server_cpu_seconds * 1e3 / self.completed if self.completed else math.nan
 
 
 def point_from_latencies(latencies: Sequence[float], failed: int, seconds: float, first_error: str) -> Point:
@@ -431,6 +439,52 @@ def wrk_point(result: Any, duration: float) -> Point:
 
 
 # -- the servers' processes ---------------------------------------------------------------------------------
+
+
+def stat_cpu_ticks(stat: str) -> int:
+    """utime + stime, in clock ticks, from the text of /proc/<pid>/stat (the command name, in parentheses,
+    may hold spaces and parentheses: the fields are counted after its last ')')."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # After the name: state is field 3 of proc(5), so utime (14) and stime (15) are at offsets 11 and 12.
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU seconds the processes have used so far (those already gone count 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            ticks += stat_cpu_ticks(Path(f"/proc/{pid}/stat").read_text())
+        except OSError:
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def spamd_pid(listen: str) -> int:
+    """SpamAssassin's spamd parent, found by the `--listen` address on its command line (spamd, a Perl
+    script, may rewrite its command line as one string; its children call themselves `spamd child`)."""
+    for entry in sorted(Path("/proc").iterdir(), key=lambda path: path.name):
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        words = command.replace(b" ", b"\0").split(b"\0")
+        if any(word.endswith(b"spamd") for word in words) and f"--listen\0{listen}".encode() in b"\0".join(words):
+            return int(entry.name)
+    raise BenchError(f"no spamd process with --listen {listen} on its command line")
+
+
+def with_server_cpu(root_pid: int, measure: Callable[[], Point]) -> Point:
+    """`measure()`, with the CPU seconds the process tree under `root_pid` spent meanwhile."""
+    pids = process_tree(root_pid)
+    before = cpu_seconds(pids)
+    point = measure()
+    after_pids = process_tree(root_pid)
+    if after_pids != pids:
+        return point  # a process came or went: the difference would not be this run's
+    return dataclasses.replace(point, server_cpu_seconds=cpu_seconds(pids) - before)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -645,8 +699,8 @@ class Rounds:
 def print_point(label: str, point: Point) -> None:
     error = f"   first error: {point.first_error}" if point.first_error else ""
     print(
-        f"  {label:<34} {point.rate:8.1f} msg/s   p50 {point.p50_ms:8.2f} ms   p99 {point.p99_ms:8.2f} ms   "
-        f"{point.completed} ok, {point.failed} failed{error}",
+        f"  {label:<44} {point.rate:8.1f} msg/s   p50 {point.p50_ms:8.2f} ms   p99 {point.p99_ms:8.2f} ms   "
+        f"server CPU {point.cpu_ms_per_message:7.2f} ms/msg   {point.completed} ok, {point.failed} failed{error}",
         flush=True,
     )
 
@@ -812,38 +866,52 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         }
         print(f"spamc: {' '.join(commands['api'])} < message (the same, with --port {peer.port}, for spamd)")
 
-        # Every message once through each path: all must be accepted; also the warm-up.
+        # Every message once through the service's two paths (all must be accepted), and the first few through
+        # SpamAssassin's (it takes a second or more each on a busy machine): the warm-up, and a look at the verdicts.
         verdicts = {"api http": 0, "api spamc": 0, "spamassassin": 0}
         with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
-            for path, raw in zip(files, bodies, strict=True):
+            for number, (path, raw) in enumerate(zip(files, bodies, strict=True)):
                 answer = client.post(f"{base}{EMAIL_PATH}", content=raw, headers={"Content-Type": "message/rfc822"})
                 if answer.status_code != 200:
                     raise BenchError(f"{path.name}: /predict/email answered {answer.status_code}: {answer.text[:300]}")
-                verdicts["api http"] += answer.json()["label"] == "spam"
-        for name, key in (("api", "api spamc"), ("spamassassin", "spamassassin")):
-            for path in files:
+                verdicts["api http"] += number < VERDICT_MESSAGES and answer.json()["label"] == "spam"
+        for name, key, checked in (
+            ("api", "api spamc", files),
+            ("spamassassin", "spamassassin", files[:VERDICT_MESSAGES]),
+        ):
+            for number, path in enumerate(checked):
                 with path.open("rb") as stdin:
                     done = subprocess.run(commands[name], stdin=stdin, capture_output=True, check=False)
                 if done.returncode not in (0, 1):
                     raise BenchError(f"{path.name}: spamc against {name} exited {done.returncode}: {done.stderr!r}")
-                verdicts[key] += done.returncode
-        true_spam = sum(label == "spam" for _, label in chosen)
+                verdicts[key] += number < VERDICT_MESSAGES and done.returncode == 1
+        first = min(VERDICT_MESSAGES, len(chosen))
+        true_spam = sum(label == "spam" for _, label in chosen[:first])
         print(
-            "verdicts on the load's messages (spam of "
-            f"{len(bodies)}): labels {true_spam}, " + ", ".join(f"{name} {count}" for name, count in verdicts.items()),
+            f"spam verdicts on the first {first} messages: labelled {true_spam}, "
+            + ", ".join(f"{name} {count}" for name, count in verdicts.items()),
             flush=True,
         )
 
         script = wrk_file_script(tmp / "email.lua", [(EMAIL_PATH, "message/rfc822", path) for path in files])
         target = serve.Target(f"{base}{EMAIL_PATH}", script)
-        measurements: dict[str, Callable[[], Point]] = {
-            "api http (wrk)": lambda: wrk_point(serve.run_wrk(target, CONNECTIONS, args.duration), args.duration),
-            "spamassassin spamd (SPAMC client)": lambda: spamd_protocol_load(
-                peer.port, bodies, CONNECTIONS, args.duration
+        peer_pid = spamd_pid(f"{LOOPBACK}:{peer.port}")
+        measurements: dict[str, tuple[int, Callable[[], Point]]] = {
+            "api http (wrk)": (
+                api.pid,
+                lambda: wrk_point(serve.run_wrk(target, CONNECTIONS, args.duration), args.duration),
             ),
-            "api spamd (spamc)": lambda: spamc_process_load(commands["api"], files, CONNECTIONS, args.duration),
-            "spamassassin spamd (spamc)": lambda: spamc_process_load(
-                commands["spamassassin"], files, CONNECTIONS, args.duration
+            "spamassassin spamd (SPAMC client)": (
+                peer_pid,
+                lambda: spamd_protocol_load(peer.port, bodies, CONNECTIONS, args.duration),
+            ),
+            "api spamd (spamc)": (
+                api.pid,
+                lambda: spamc_process_load(commands["api"], files, CONNECTIONS, args.duration),
+            ),
+            "spamassassin spamd (spamc)": (
+                peer_pid,
+                lambda: spamc_process_load(commands["spamassassin"], files, CONNECTIONS, args.duration),
             ),
         }
         print(
@@ -855,7 +923,7 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         for round_number in range(args.rounds):
             order = list(measurements) if round_number % 2 == 0 else list(reversed(measurements))
             for name in order:
-                point = measurements[name]()
+                point = with_server_cpu(*measurements[name])
                 rounds.add(name, point)
                 print_point(f"round {round_number + 1} {name}", point)
 
@@ -868,11 +936,14 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
     for name in rounds.points:
         print(
             f"  {name:<34} {rounds.median(name, 'rate'):8.1f} msg/s   p50 {rounds.median(name, 'p50_ms'):8.2f} ms   "
-            f"p99 {rounds.median(name, 'p99_ms'):8.2f} ms"
+            f"p99 {rounds.median(name, 'p99_ms'):8.2f} ms   server CPU {rounds.median(name, 'cpu_ms_per_message'):7.2f} "
+            "ms/msg"
         )
     print(f"\nsummary (load average now {load_average()}; at the start {load_at_start}):")
     for check in [*checks, *soak]:
         print(f"  {check.line()}")
+    for line in cpu_lines(rounds):
+        print(f"  {line}")
     print(f"  failed requests over all measured points: {rounds.failed()}")
     if args.quick:
         print("  (--quick: a smoke run; these are not the figures to publish)")
@@ -909,6 +980,22 @@ def summary_checks(rounds: Rounds, count: int) -> list[Check]:
             spamc_ratio >= TARGET_SPAMC_RATIO,
         ),
     ]
+
+
+def cpu_lines(rounds: Rounds) -> list[str]:
+    """What a message costs each server in CPU, and the ratios of those costs: figures a busy shared machine
+    does not move much, printed beside the throughput ratios (no target)."""
+    lines = []
+    for ours, theirs in (
+        ("api http (wrk)", "spamassassin spamd (SPAMC client)"),
+        ("api spamd (spamc)", "spamassassin spamd (spamc)"),
+    ):
+        cost, peer_cost = rounds.median(ours, "cpu_ms_per_message"), rounds.median(theirs, "cpu_ms_per_message")
+        lines.append(
+            f"server CPU per message, {ours} vs {theirs}: {cost:.2f} vs {peer_cost:.1f} ms, "
+            f"{peer_cost / cost:.1f}x (no target: what contention moves less than throughput)"
+        )
+    return lines
 
 
 def run_soak(

@@ -11,6 +11,7 @@ import statistics
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_request_counts_from_metrics(bench: ModuleType) -> None:
     assert bench.metric_total(METRICS, "absent_total") == 0.0
 
 
-def samples(bench: ModuleType, rss: list[int], every: float = 2.0, pids: tuple[int, ...] = (1, 2, 3)) -> list:
+def samples(bench: ModuleType, rss: list[int], every: float = 2.0, pids: tuple[int, ...] = (1, 2, 3)) -> list[Any]:
     return [bench.RssSample(i * every, value, pids) for i, value in enumerate(rss)]
 
 
@@ -179,7 +180,9 @@ def test_a_clean_soak_passes(bench: ModuleType) -> None:
         ({"client_answers": 9_000}, [True, False, True]),  # the server answered 1,000 requests no one sent
     ],
 )
-def test_each_soak_failure_misses_its_check(bench: ModuleType, changes: dict[str, object], expected: list[bool]) -> None:
+def test_each_soak_failure_misses_its_check(
+    bench: ModuleType, changes: dict[str, object], expected: list[bool]
+) -> None:
     assert verdicts(bench, soak(bench, **changes)) == expected
 
 
@@ -211,3 +214,17 @@ def test_the_wrk_script_reads_each_body_from_its_file(bench: ModuleType, tmp_pat
     assert f'{{"/predict/email", "message/rfc822", "{body}"}}' in script
     assert f'{{"/predict", "application/json", "{body}"}}' in script
     assert 'io.open(entry[3], "rb")' in script and "CRLF kept" not in script
+
+
+def test_cpu_ticks_are_read_after_the_command_name(bench: ModuleType) -> None:
+    # proc(5): pid (comm) state ppid ... utime (14th field) stime (15th); the name may hold spaces and ')'.
+    fields = ["S", "1", "2", "3", "0", "-1", "4194560", "10", "0", "0", "0", "123", "45", "7", "8"]
+    assert bench.stat_cpu_ticks(f"4242 (spamd child) {' '.join(fields)} 20 0 1\n") == 168
+    assert bench.stat_cpu_ticks(f"7 (a) b) {' '.join(fields)}\n") == 168
+
+
+def test_cpu_per_message_is_the_servers_cpu_over_its_answers(bench: ModuleType) -> None:
+    point = bench.Point(completed=400, failed=0, seconds=10.0, p50_ms=1.0, p99_ms=2.0, server_cpu_seconds=1.2)
+    assert point.rate == 40.0 and point.cpu_ms_per_message == pytest.approx(3.0)
+    empty = bench.Point(completed=0, failed=5, seconds=10.0, p50_ms=1.0, p99_ms=2.0, server_cpu_seconds=1.2)
+    assert empty.rate == 0.0 and empty.cpu_ms_per_message != empty.cpu_ms_per_message  # NaN: nothing answered
