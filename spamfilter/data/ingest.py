@@ -56,6 +56,19 @@ def refuse_bad_rows(bad_rows: Sequence[BadRow], on_bad_row: str, key: str = "ing
         )
 
 
+def refuse_before_split(bad_rows: Sequence[BadRow], on_bad_row: str, channel: str) -> None:
+    """With `on_bad_row: fail`, refuse bad rows before the split: what is left of a corpus with bad rows may
+    be too little to split, and that error would hide the bad row (file:line, archive member) behind it.
+    Every bad row is logged at once (up to MAX_SHOWN_BAD_ROWS), not one fix-and-rerun each."""
+    if not bad_rows or on_bad_row != "fail":
+        return
+    for bad in bad_rows[:MAX_SHOWN_BAD_ROWS]:
+        log.error("bad row: %s", bad)
+    if len(bad_rows) > MAX_SHOWN_BAD_ROWS:
+        log.error("... and %d more bad rows", len(bad_rows) - MAX_SHOWN_BAD_ROWS)
+    refuse_bad_rows(bad_rows, on_bad_row, key=f"channels.{channel}.ingest.on_bad_row")
+
+
 def _manifest(
     raw_md5: str, train_jsonl: str, test_jsonl: str, sources: list[dict[str, Any]], stats: dict[str, Any]
 ) -> dict[str, Any]:
@@ -92,12 +105,7 @@ def ingest_sms(
         )
         notes.append(f"{path}: {len(result.messages)} rows ({result.format}), {len(result.bad_rows)} bad")
     dataset = corpus.deduplicate(parsed)
-    if dataset.bad_rows and params.on_bad_row == "fail":
-        for bad in dataset.bad_rows[:MAX_SHOWN_BAD_ROWS]:  # every bad row at once, not one fix-and-rerun each
-            log.error("bad row: %s", bad)
-        if len(dataset.bad_rows) > MAX_SHOWN_BAD_ROWS:
-            log.error("... and %d more bad rows", len(dataset.bad_rows) - MAX_SHOWN_BAD_ROWS)
-        refuse_bad_rows(dataset.bad_rows, params.on_bad_row, key="channels.sms.ingest.on_bad_row")
+    refuse_before_split(dataset.bad_rows, params.on_bad_row, "sms")
     train, test = corpus.split(dataset.messages, params.test_size, params.seed)
     new_rows = sum(int(s["rows"]) for s in sources[len(raw_paths) :])
     stats: dict[str, Any] = dict(corpus.dataset_stats(dataset, train, test, new_rows))
@@ -116,7 +124,8 @@ def ingest_email(
     raw_paths: Sequence[Path], new_paths: Sequence[Path], params: EmailIngestParams, raw_md5: str
 ) -> IngestResult:
     """E-mail corpora (the raw corpus first, then the labelled batches) → parsed within the limits,
-    de-duplicated on (subject, body), split."""
+    de-duplicated on (subject, body), split. Bad messages are left out and listed; `on_bad_row: fail`
+    refuses them before the split."""
     limits = mail_dataset.limits_of(params.limits)
     corpora: list[mail_corpus.MailCorpus] = []
     sources: list[dict[str, Any]] = []
@@ -136,6 +145,7 @@ def ingest_email(
         notes.append(f"{path}: {len(read.messages)} messages ({read.format}), {len(read.bad_rows)} bad")
         notes.extend(f"{mismatch}: content does not match the MD5 in its name" for mismatch in read.checksum_mismatches)
     dataset = mail_dataset.deduplicate_mail(corpora, limits)
+    refuse_before_split(dataset.bad_rows, params.on_bad_row, "email")
     train, test = corpus.split(dataset.messages, params.test_size, params.seed)
     new_rows = sum(int(s["rows"]) for s in sources[len(raw_paths) :])
     stats: dict[str, Any] = dict(mail_dataset.mail_dataset_stats(dataset, train, test, new_rows))

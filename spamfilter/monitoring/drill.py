@@ -170,7 +170,9 @@ def ingest_split(
     """What the ingest stage makes of the raw corpus and the batches (parsed within the limits,
     de-duplicated, split), written; and every message it kept. Rows the ingest refuses (a message over
     the limits, one labelled both ways) are left out and logged."""
-    result = ingest.ingest_email([raw], list(batches), params.ingest, raw_md5="")
+    # The drill leaves bad rows out (as `on_bad_row: drop` does) whatever params.yaml says: it replays a corpus.
+    dropping = params.ingest.model_copy(update={"on_bad_row": "drop"})
+    result = ingest.ingest_email([raw], list(batches), dropping, raw_md5="")
     for bad in result.bad_rows:
         log.info("left out %s", bad)
     train = mail_dataset.from_jsonl(result.train_jsonl, "train")
