@@ -868,28 +868,27 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
         # Every message once through the service's two paths (all must be accepted), and the first few through
         # SpamAssassin's (it takes a second or more each on a busy machine): the warm-up, and a look at the verdicts.
+        judged = set(range(0, len(files), max(1, len(files) // VERDICT_MESSAGES))[:VERDICT_MESSAGES])
         verdicts = {"api http": 0, "api spamc": 0, "spamassassin": 0}
         with httpx.Client(timeout=REQUEST_TIMEOUT) as client:
             for number, (path, raw) in enumerate(zip(files, bodies, strict=True)):
                 answer = client.post(f"{base}{EMAIL_PATH}", content=raw, headers={"Content-Type": "message/rfc822"})
                 if answer.status_code != 200:
                     raise BenchError(f"{path.name}: /predict/email answered {answer.status_code}: {answer.text[:300]}")
-                verdicts["api http"] += number < VERDICT_MESSAGES and answer.json()["label"] == "spam"
-        for name, key, checked in (
-            ("api", "api spamc", files),
-            ("spamassassin", "spamassassin", files[:VERDICT_MESSAGES]),
-        ):
-            for number, path in enumerate(checked):
+                verdicts["api http"] += number in judged and answer.json()["label"] == "spam"
+        for name, key, everything in (("api", "api spamc", True), ("spamassassin", "spamassassin", False)):
+            for number, path in enumerate(files):
+                if not everything and number not in judged:
+                    continue
                 with path.open("rb") as stdin:
                     done = subprocess.run(commands[name], stdin=stdin, capture_output=True, check=False)
                 if done.returncode not in (0, 1):
                     raise BenchError(f"{path.name}: spamc against {name} exited {done.returncode}: {done.stderr!r}")
-                verdicts[key] += number < VERDICT_MESSAGES and done.returncode == 1
-        first = min(VERDICT_MESSAGES, len(chosen))
-        true_spam = sum(label == "spam" for _, label in chosen[:first])
+                verdicts[key] += number in judged and done.returncode == 1
+        true_spam = sum(chosen[number][1] == "spam" for number in judged)
         print(
-            f"spam verdicts on the first {first} messages: labelled {true_spam}, "
-            + ", ".join(f"{name} {count}" for name, count in verdicts.items()),
+            f"spam verdicts on {len(judged)} of these messages (one in {max(1, len(files) // VERDICT_MESSAGES)}): "
+            f"labelled {true_spam}, " + ", ".join(f"{name} {count}" for name, count in verdicts.items()),
             flush=True,
         )
 
