@@ -46,6 +46,18 @@ def read_bundle_metadata(bundle: Path) -> BundleMetadata:
         raise BundleError(f"{path}: {problems}") from None
 
 
+# What each channel's model is for and was trained on (the model card's intended use).
+INTENDED_USE: dict[str, str] = {
+    "sms": "Classifies English SMS messages as `spam` or `ham`. Trained on the UCI SMS Spam Collection "
+    "(Almeida, Gómez Hidalgo, Yamakami, 2011; CC BY 4.0) plus any labelled batches merged in. Not evaluated on "
+    "other languages or on e-mail.",
+    "email": "Classifies raw RFC 822 e-mail messages (headers, MIME parts, HTML, attachments) as `spam` or `ham`, "
+    "reading only what a sender controls and a receiving server sees (never Received, List-*, X-* or other "
+    "collection headers). Trained on the Apache SpamAssassin public corpus (2002-2003, mostly English) plus any "
+    "labelled batches merged in. Not evaluated on SMS or on present-day mail streams.",
+}
+
+
 def render_model_card(meta: BundleMetadata) -> str:
     """A Markdown model card from the bundle metadata."""
     metric_rows = "\n".join(f"| {key} | {value:.4f} |" for key, value in meta.metrics.items())
@@ -58,9 +70,7 @@ def render_model_card(meta: BundleMetadata) -> str:
 Trained {meta.trained_at}; exported {meta.exported_at}.
 
 ## Intended use
-Classifies English SMS messages as `spam` or `ham`. Output: P(spam) and a label, spam when
-P(spam) ≥ {meta.threshold}. Trained on the UCI SMS Spam Collection (Almeida, Gómez Hidalgo, Yamakami, 2011;
-CC BY 4.0) plus any labelled batches merged in. Not evaluated on other languages or on e-mail.
+{INTENDED_USE[meta.channel]} Output: P(spam) and a label, spam when P(spam) ≥ {meta.threshold}.
 
 ## Held-out metrics
 | metric | value |
