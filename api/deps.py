@@ -67,7 +67,19 @@ async def get_state(request: Request) -> AppState:
 
 State = Annotated[AppState, Depends(get_state)]
 
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed when API_KEY is set.")
+# One header, two security schemes in the OpenAPI document, since the two keys may differ (api.openapi says
+# which operations need which, as configured).
+API_KEY_SCHEME = "ApiKey"
+ADMIN_KEY_SCHEME = "AdminApiKey"
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", scheme_name=API_KEY_SCHEME, auto_error=False, description="The key set as API_KEY."
+)
+_admin_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name=ADMIN_KEY_SCHEME,
+    auto_error=False,
+    description="The key set as ADMIN_API_KEY, else as API_KEY.",
+)
 
 
 def _matches(given: str | None, expected: SecretStr) -> bool:
@@ -86,7 +98,7 @@ async def require_api_key(state: State, key: Annotated[str | None, Depends(_api_
         )
 
 
-async def require_admin_key(state: State, key: Annotated[str | None, Depends(_api_key_header)]) -> None:
+async def require_admin_key(state: State, key: Annotated[str | None, Depends(_admin_key_header)]) -> None:
     expected = state.settings.admin_key()
     if expected is None:
         raise ApiError(403, "forbidden", "admin endpoints are off: set ADMIN_API_KEY (or API_KEY) to use them")

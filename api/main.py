@@ -12,6 +12,7 @@ from api.lifecycle import lifespan
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.model_holder import ModelHolder
+from api.openapi import install_openapi
 from api.reload_signal import ReloadSignal
 from api.routes import admin, ops, page, predict
 from api.settings import ApiSettings
@@ -54,6 +55,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (predict.router, ops.router, admin.router, page.router):
         app.include_router(router)
+    install_openapi(app, settings, list(sources))
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -11,19 +11,25 @@ from api.deps import CHANNEL_NAMES, State, channel_service, require_admin_key
 from api.errors import ApiError
 from api.lifecycle import reload_models
 from api.model_holder import ReloadOutcome
-from api.schemas import ChannelsReloadResponse, ErrorResponse, ReloadResponse
+from api.schemas import CHANNELS_EXTENSION, ChannelsReloadResponse, ReloadResponse, error_responses
 from spamfilter.config import Channel
 
 router = APIRouter(
     prefix="/admin",
     tags=["admin"],
     dependencies=[Depends(require_admin_key)],
-    responses={
-        401: {"model": ErrorResponse, "description": "Missing or wrong admin API key"},
-        403: {"model": ErrorResponse, "description": "Admin is off (no ADMIN_API_KEY or API_KEY set)"},
-        404: {"model": ErrorResponse, "description": "`channel` names a channel this server does not serve"},
-        502: {"model": ErrorResponse, "description": "A model could not be loaded; the old one serves on"},
-    },
+    # Every status code in some configuration; api.openapi drops the ones this server's settings rule out.
+    responses=error_responses(
+        {
+            401: "Missing or wrong admin API key",
+            403: "Admin is off (no ADMIN_API_KEY or API_KEY set)",
+            404: "`channel` names a channel this server does not serve",
+            413: "Body too large",
+            422: "`channel` is not a channel name",
+            502: "A model could not be loaded; the old one serves on",
+        },
+        {401: {"WWW-Authenticate": "ApiKey"}},
+    ),
 )
 
 
@@ -38,6 +44,7 @@ def _answer(outcome: ReloadOutcome) -> ReloadResponse:
     summary="Load what each channel's model URI names now and swap it in, in every worker",
     response_model=ChannelsReloadResponse,
     responses={200: {"description": "Reloaded; `channels` only on a server of more than one channel"}},
+    openapi_extra={CHANNELS_EXTENSION: ["sms", "email"]},
 )
 async def reload(
     state: State,

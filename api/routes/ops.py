@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.deps import AppState, State, current_model
 from api.model_holder import LoadedModel, ModelHolder
-from api.schemas import ChannelModel, ErrorResponse, ModelResponse
+from api.schemas import ChannelModel, ModelResponse, ReadyResponse, error_responses
 from spamfilter.config import Channel
 
 router = APIRouter(tags=["operations"])
@@ -60,7 +60,10 @@ def overall_status(channels: Mapping[Channel, dict[str, Any]]) -> str:
 @router.get(
     "/ready",
     summary="Readiness: 200 while a model serves (degraded when a channel does not), 503 when none does",
-    responses={503: {"description": "No channel has a model yet"}},
+    responses={
+        200: {"model": ReadyResponse, "description": "A model serves (on one channel at least)"},
+        503: {"model": ReadyResponse, "description": "No channel has a model yet"},
+    },
 )
 async def ready(state: State) -> JSONResponse:
     primary = state.primary()
@@ -109,12 +112,21 @@ def describe_models(state: AppState) -> ModelResponse:
 @router.get(
     "/model",
     summary="The models answering: name, version, alias, metrics, training time, data fingerprint, per channel",
-    responses={503: {"model": ErrorResponse, "description": "No model loaded yet on any channel"}},
+    responses=error_responses(
+        {503: "No model loaded yet on any channel"}, {503: {"Retry-After": "Seconds to wait before trying again"}}
+    ),
 )
 async def model(state: State) -> ModelResponse:
     return describe_models(state)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {"description": "The text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    },
+)
 async def metrics(state: State) -> Response:
     return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -11,15 +11,17 @@ from api.deps import State, channel_service, check_text, current_model, require_
 from api.email_channel import SUMMARY_SUBJECT_CHARS, score_email
 from api.errors import ApiError, invalid_field
 from api.schemas import (
+    CHANNELS_EXTENSION,
     BatchPrediction,
     BatchPredictRequest,
     EmailPrediction,
     EmailSummary,
-    ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
     Prediction,
     PredictRequest,
+    email_pattern,
+    error_responses,
 )
 from spamfilter.mail import MailError
 from spamfilter.monitoring import predlog
@@ -28,33 +30,65 @@ EMAIL_PATH = "/predict/email"
 # The media types a posted e-mail may be declared as: the message's own (RFC 2046), or plain bytes for
 # clients that send a file as such.
 EMAIL_MEDIA_TYPES = ("message/rfc822", "application/octet-stream")
+# The body's schema: a string (the raw bytes) the parser takes for an e-mail. Its size limit is a setting,
+# which api.openapi adds (`maxLength`, in bytes).
+EMAIL_BODY_SCHEMA = {
+    "type": "string",
+    "pattern": email_pattern(),
+    "description": "The raw message, 8-bit bytes as they are (`maxLength` counts bytes): a header block holding "
+    "an e-mail header field (From, To, Subject, Date, Message-ID, Received, ...; the parser looks in the first "
+    "64 KiB), then the body.",
+}
 
-ERRORS = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+FEEDBACK_PATH = "/feedback"
+_WWW_AUTHENTICATE = {"WWW-Authenticate": "ApiKey"}
+_RETRY_AFTER = {"Retry-After": "Seconds to wait before trying again"}
+# Every status code each route can answer in some configuration; api.openapi drops the ones this server's
+# settings rule out (401 without a key, 404 while the channel serves, ...). 413 comes from api.limits
+# (a body over the limit), 400 from api.errors (a JSON body that is not JSON, or not UTF-8).
+SMS_ERRORS = error_responses(
+    {
         400: "Body is not valid JSON or not UTF-8",
         401: "Missing or wrong API key",
+        404: "This server does not serve the SMS channel (MODEL_URI is empty)",
         413: "Body too large",
         422: "Invalid field: wrong type, empty, too long, too many texts",
-        503: "No model loaded yet",
-    }.items()
-}
-EMAIL_ERRORS = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
+        503: "No SMS model loaded yet",
+    },
+    {401: _WWW_AUTHENTICATE, 503: _RETRY_AFTER},
+)
+EMAIL_ERRORS = error_responses(
+    {
         401: "Missing or wrong API key",
         404: "This server does not serve the e-mail channel",
         413: "Message larger than EMAIL_MAX_BYTES",
         415: "Body not declared as message/rfc822 (or application/octet-stream)",
         422: "Not an e-mail, or over a parse limit (MIME parts, nesting, decoded size)",
         503: "No e-mail model loaded yet",
-    }.items()
-}
+    },
+    {401: _WWW_AUTHENTICATE, 503: _RETRY_AFTER},
+)
+FEEDBACK_ERRORS = error_responses(
+    {
+        400: "Body is not valid JSON or not UTF-8",
+        401: "Missing or wrong API key",
+        404: "No logged prediction has this id",
+        413: "Body too large",
+        422: "Invalid field: wrong type, unknown label",
+        503: "The prediction log is off (PREDICTION_LOG_URL is empty)",
+    },
+    {401: _WWW_AUTHENTICATE},
+)
 
-router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)], responses=ERRORS)  # type: ignore[arg-type]
+router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
 
 
-@router.post("/predict", summary="Classify one message")
+@router.post(
+    "/predict",
+    summary="Classify one message",
+    responses=SMS_ERRORS,
+    openapi_extra={CHANNELS_EXTENSION: ["sms"]},
+)
 async def predict(body: PredictRequest, state: State) -> Prediction:
     text = body.text
     check_text(text, state.settings.max_text_length, "text")
@@ -71,7 +105,12 @@ async def predict(body: PredictRequest, state: State) -> Prediction:
     )
 
 
-@router.post("/predict/batch", summary="Classify up to MAX_BATCH_SIZE messages; results in input order")
+@router.post(
+    "/predict/batch",
+    summary="Classify up to MAX_BATCH_SIZE messages; results in input order",
+    responses=SMS_ERRORS,
+    openapi_extra={CHANNELS_EXTENSION: ["sms"]},
+)
 async def predict_batch(body: BatchPredictRequest, state: State) -> BatchPrediction:
     texts = body.texts
     settings = state.settings
@@ -114,13 +153,14 @@ def _media_type(request: Request) -> str:
 @router.post(
     EMAIL_PATH,
     summary="Classify one raw e-mail (RFC 822 bytes as received)",
-    responses=EMAIL_ERRORS,  # type: ignore[arg-type]
+    responses=EMAIL_ERRORS,
     openapi_extra={
+        CHANNELS_EXTENSION: ["email"],
         "requestBody": {
             "required": True,
-            "description": "The message as received: headers, blank line, body (1 to EMAIL_MAX_BYTES bytes).",
-            "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in EMAIL_MEDIA_TYPES},
-        }
+            "description": "The message as received: headers, blank line, body; at most EMAIL_MAX_BYTES bytes.",
+            "content": {media: {"schema": EMAIL_BODY_SCHEMA} for media in EMAIL_MEDIA_TYPES},
+        },
     },
 )
 async def predict_email(request: Request, state: State) -> EmailPrediction:
@@ -155,7 +195,12 @@ async def predict_email(request: Request, state: State) -> EmailPrediction:
     )
 
 
-@router.post("/feedback", status_code=201, summary="Record the true label of a logged prediction")
+@router.post(
+    FEEDBACK_PATH,
+    status_code=201,
+    summary="Record the true label of a logged prediction",
+    responses=FEEDBACK_ERRORS,
+)
 def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
     writer = state.writer
     if writer is None:
