@@ -18,6 +18,9 @@ The messages are the held-out ones closest in size to the corpus's median (3.5 K
    loop) against the API's spamd listener and against SpamAssassin's spamd. Messages/s and the ratio.
    Each round measures 1 and 2 in turn (order reversed every other round); figures are medians over
    rounds and ratios the medians of the rounds' own ratios, so slow drifts of a shared machine cancel.
+   Beside each throughput: the server's CPU milliseconds per message (utime + stime of its process tree
+   over the run, from /proc), which other work on a shared machine moves less than it moves throughput;
+   printed with its ratio, without a target.
 3. Soak: wrk with 64 connections for `--soak-seconds`, SMS (/predict) and e-mail (/predict/email)
    requests alternating, POST /admin/reload every `--reload-every` seconds, the server processes' RSS
    sampled from /proc. Then: no non-2xx answer (nor socket error), every answered prediction logged
