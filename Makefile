@@ -143,6 +143,11 @@ bench-serve: setup-dev ## Benchmark the API against `mlflow models serve` (needs
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_BENCH_PACKAGES); }
 	$(PY) bench/serve.py
 
+.PHONY: bench-serve-email
+bench-serve-email: setup-dev ## Benchmark e-mail serving (HTTP and spamd protocol) against SpamAssassin's spamd, and a 5-minute soak (needs wrk, spamassassin, spamc)
+	@command -v wrk >/dev/null && command -v spamd >/dev/null && command -v spamc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk spamassassin spamc; }
+	$(PY) bench/serve_email.py
+
 # Monitoring drills: `make feed FEED_DRIFT=new_campaign`, then `make monitor MONITOR_ARGS="--batch data/new/sms"`.
 FEED_N ?= 100
 FEED_DRIFT ?= none
