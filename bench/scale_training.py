@@ -16,7 +16,7 @@ million SMS-sized messages, and quality against the default model on the real co
    chunk by `fit_streaming`). Target: F1 within 0.01 of the default model's.
 
     nice -n 10 python bench/scale_training.py [--corpus PATH] [--sizes 100000 1000000] [--workers 2]
-        [--set alpha=3e-4 --set loss=hinge ...] [--no-scale] [--no-quality]
+        [--set C=1.0 --set loss=hinge ...] [--no-scale] [--no-quality]
 (--set keys are StreamingSgdParams fields; its defaults, else `channels.sms.train.streaming_sgd` in params.yaml)
 """
 

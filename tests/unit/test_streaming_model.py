@@ -149,7 +149,7 @@ def test_fit_streaming_equals_the_in_memory_fit_and_is_deterministic(fitted) -> 
 
 
 def test_log_loss_without_calibration_uses_its_own_probabilities() -> None:
-    params = SMALL.model_copy(update={"loss": "log_loss", "calibration_share": 0.0, "alpha": 1e-4})
+    params = SMALL.model_copy(update={"loss": "log_loss", "calibration_share": 0.0, "C": 3.0})
     model = build(params).fit(TEXTS, LABELS)
     classifier = model.named_steps["classifier"]
     assert classifier.sigmoid_ is None and classifier.n_calibration_rows_ == 0
@@ -163,7 +163,7 @@ def test_hinge_needs_a_calibration_share() -> None:
         streaming.StreamingSgdParams(loss="hinge", calibration_share=0.0)
     classifier = streaming.StreamingLinearClassifier(loss="hinge", calibration_share=0.0)
     with pytest.raises(ConfigError, match="calibration_share"):
-        classifier.fit_chunks([], [], ["ham", "spam"])
+        classifier.fit_chunks([], [], ["ham", "spam"], 0)
 
 
 def test_too_few_rows_to_hold_out_is_a_data_error() -> None:
@@ -296,9 +296,14 @@ def test_training_from_a_split_on_disk_equals_the_in_memory_fit(tmp_path: Path, 
     expected = spam_probability(fitted, HELD_OUT_TEXTS)
     np.testing.assert_array_equal(spam_probability(model, HELD_OUT_TEXTS), expected)
     assert list(scratch.iterdir()) == []  # the stored counts are gone
-    # Hashed in two worker processes: the same model.
-    pooled = streaming.train_streaming_from_split("sms", path, build(), workers=2, scratch_dir=scratch)
-    np.testing.assert_array_equal(spam_probability(pooled, HELD_OUT_TEXTS), expected)
+
+
+@pytest.mark.slow  # starts two worker processes (spawned: each imports the model's libraries)
+def test_hashing_in_worker_processes_trains_the_same_model(tmp_path: Path, fitted) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text(corpus.to_jsonl(corpus.Message(label, text) for label, text in MESSAGES), encoding="utf-8")
+    pooled = streaming.train_streaming_from_split("sms", path, build(), workers=2, scratch_dir=tmp_path)
+    np.testing.assert_array_equal(spam_probability(pooled, HELD_OUT_TEXTS), spam_probability(fitted, HELD_OUT_TEXTS))
 
 
 def test_disk_chunk_store_gives_back_what_it_stored(tmp_path: Path) -> None:
