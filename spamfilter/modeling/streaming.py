@@ -58,6 +58,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.utils.extmath import safe_sparse_dot
 
 from spamfilter.config import Channel, EmailFeaturizeParams, FeaturizeParams, MailLimitsParams
 from spamfilter.errors import ConfigError, DataError
@@ -801,14 +802,32 @@ def streaming_lean_scorer(model: Any) -> Callable[[Sequence[str]], np.ndarray]:
     if union.transformer_weights:
         raise ValueError("a weighted feature union")
     branches = [_lean_branch(branch) for _, branch in union.transformer_list]
-    column = list(classifier.classes_).index(SPAM)
+    probability = _lean_probability(classifier)
 
     def score(texts: Sequence[str]) -> np.ndarray:
         normalized = [normalize(text) for text in texts]
         counts = sp.hstack([branch(normalized) for branch in branches], format="csr")
-        return np.asarray(classifier.predict_proba(tfidf.transform(counts))[:, column], dtype=float)
+        return probability(tfidf.transform(counts))
 
     return score
+
+
+def _lean_probability(classifier: StreamingLinearClassifier) -> Callable[[Any], np.ndarray]:
+    # StreamingLinearClassifier.predict_proba's spam column: SGDClassifier.decision_function's product
+    # (safe_sparse_dot + intercept) without its input validation, then the same sigmoid.
+    column = list(classifier.classes_).index(SPAM)
+    if classifier.sigmoid_ is None:
+        return lambda features: np.asarray(classifier.predict_proba(features)[:, column], dtype=float)
+    if column != 1:
+        raise ValueError(f"classes {list(classifier.classes_)}: spam is not the positive class")
+    coef_t, intercept = classifier.linear_.coef_.T, classifier.linear_.intercept_
+    slope, offset = classifier.sigmoid_
+
+    def probability(features: Any) -> np.ndarray:
+        scores = safe_sparse_dot(features, coef_t, dense_output=True) + intercept
+        return np.asarray(expit(slope * np.asarray(scores, dtype=float).reshape(-1) + offset), dtype=float)
+
+    return probability
 
 
 def compile_streaming_scorer(
