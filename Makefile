@@ -110,8 +110,8 @@ test-tools: ## Install the Debian packages the tests need (chromium, chromium-dr
 	  else echo "note: install $(APT_TEST_PACKAGES) to run the page, spamc and PostgreSQL tests (outside CI they skip without them)"; fi; }
 
 .PHONY: test
-test: setup-dev test-tools ## Set up and run the whole test suite
-	$(BIN)/pytest
+test: setup-dev test-tools ## Set up and run the whole test suite (two pytest-xdist workers, a test file each at a time)
+	$(BIN)/pytest -n 2 --dist loadfile
 
 .PHONY: test-unit
 test-unit: setup-dev ## Fast offline tests: unit tests and the API's in-process route tests

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 from spamfilter import entry, files
-from spamfilter.config import CHANNELS, Channel, ChannelPaths, Settings, load_params
+from spamfilter.config import CHANNELS, Channel, ChannelPaths, EmailParams, Settings, load_params
+from spamfilter.data import mail_dataset
 from spamfilter.data.splits import read_split
+from spamfilter.mail import MailLimits
 from spamfilter.modeling import channels, metrics
 from spamfilter.modeling.evaluation import Evaluation, evaluate_model, evaluation_figures
 from spamfilter.monitoring import profile
@@ -36,21 +38,11 @@ def write_evaluation(evaluation: Evaluation, metrics_path: Path, plots_dir: Path
 
 
 def write_reference_profile(
-    channel: Channel, evaluation: Evaluation, train_path: Path, model_md5: str, out: Path
+    channel: Channel, evaluation: Evaluation, train_path: Path, model_md5: str, out: Path, limits: MailLimits | None
 ) -> None:
     """What `spamfilter monitor` compares production traffic against."""
     train_inputs, train_labels = read_split(channel, train_path)
-    reference = profile.build_profile(
-        channels.monitored_texts(channel, train_inputs),
-        train_labels,
-        evaluation.probabilities,
-        evaluation.truth,
-        evaluation.predicted,
-        evaluation.scores,
-        evaluation.threshold,
-        model={"md5": model_md5},
-    )
-    files.write_json(out, reference)
+    files.write_json(out, profile.channel_profile(channel, train_inputs, train_labels, evaluation, model_md5, limits))
 
 
 def log_summary(evaluation: Evaluation) -> None:
@@ -90,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         args.plots_dir or paths.plots_dir,
         args.behavioural or paths.reports_dir / "behavioural.json",
     )
-    write_reference_profile(channel, evaluation, args.train or paths.train, model_md5, args.profile or paths.profile)
+    params = load_params(args.params, channel)
+    limits = mail_dataset.limits_of(params.ingest.limits) if isinstance(params, EmailParams) else None
+    write_reference_profile(
+        channel, evaluation, args.train or paths.train, model_md5, args.profile or paths.profile, limits
+    )
     version = release.record_evaluation(
         Settings().for_channel(channel),
         model_md5,
@@ -98,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         attached,
         evaluation.behavioural_passed,
         args.dvc_lock.read_text(encoding="utf-8") if args.dvc_lock.is_file() else "",
-        load_params(args.params, channel),
+        params,
     )
     log.info("%s version %s is the challenger", version.name, version.version)
     log_summary(evaluation)

@@ -114,7 +114,8 @@ class Project:
         return result
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.run(str(VENV_BIN / "dvc"), *args, check=check)
+        # A full `dvc repro` of both channels on the real corpora takes minutes on a loaded 2-core machine.
+        return self.run(str(VENV_BIN / "dvc"), *args, check=check, timeout=1200)
 
     def python(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, *args, check=check)

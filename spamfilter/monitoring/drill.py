@@ -43,7 +43,6 @@ from spamfilter.modeling import channels, metrics
 from spamfilter.modeling.evaluation import Evaluation, evaluate_model
 from spamfilter.modeling.pipeline import assemble, model_threshold, predict_labels, spam_probability
 from spamfilter.monitoring import decision, monitor, profile
-from spamfilter.monitoring.mail_descriptors import features_of_messages
 from spamfilter.registry import gate, release, versions
 
 log = logging.getLogger(__name__)
@@ -268,17 +267,8 @@ def register_and_judge(
 def reference_profile(split: Split, evaluation: Evaluation, model_md5: str, params: EmailParams) -> dict[str, Any]:
     """The reference profile the evaluate stage writes for the e-mail channel."""
     train_raws, train_labels = mail_dataset.raws_and_labels(split.train)
-    return profile.build_profile(
-        channels.monitored_texts("email", train_raws),
-        train_labels,
-        evaluation.probabilities,
-        evaluation.truth,
-        evaluation.predicted,
-        evaluation.scores,
-        evaluation.threshold,
-        model={"md5": model_md5},
-        channel="email",
-        mail=features_of_messages(train_raws, mail_dataset.limits_of(params.ingest.limits)),
+    return profile.channel_profile(
+        "email", train_raws, train_labels, evaluation, model_md5, mail_dataset.limits_of(params.ingest.limits)
     )
 
 

@@ -21,6 +21,9 @@ import numpy as np
 
 from spamfilter.config import CHANNELS, Channel, ChannelPaths
 from spamfilter.errors import DataError
+from spamfilter.mail import MailLimits
+from spamfilter.modeling.channels import monitored_texts
+from spamfilter.modeling.evaluation import Evaluation
 from spamfilter.modeling.metrics import confusion_counts
 from spamfilter.monitoring import decision, descriptors
 from spamfilter.monitoring.mail_descriptors import (
@@ -30,6 +33,7 @@ from spamfilter.monitoring.mail_descriptors import (
     MailReference,
     Share,
     build_mail_reference,
+    features_of_messages,
 )
 
 SCHEMA_VERSION = 2
@@ -180,3 +184,31 @@ def reference_from_profile(
         if isinstance(exc, DataError):
             raise
         raise DataError(f"{source}: malformed reference profile ({exc!r}); {PROFILE_STAGE_HINT}") from None
+
+
+def channel_profile(
+    channel: Channel,
+    train_inputs: Sequence[Any],
+    train_labels: Sequence[str],
+    evaluation: Evaluation,
+    model_md5: str,
+    limits: MailLimits | None = None,
+) -> dict[str, Any]:
+    """The reference profile of a channel's model, as the `evaluate` stage writes it (and the e-mail drill
+    rebuilds it): the monitored texts of the training inputs, the held-out results, the channel, and for
+    e-mail the training messages' e-mail features parsed within `limits`."""
+    mail = None
+    if channel == "email":
+        mail = features_of_messages(train_inputs, limits) if limits is not None else features_of_messages(train_inputs)
+    return build_profile(
+        monitored_texts(channel, train_inputs),
+        train_labels,
+        evaluation.probabilities,
+        evaluation.truth,
+        evaluation.predicted,
+        evaluation.scores,
+        evaluation.threshold,
+        model={"md5": model_md5},
+        channel=channel,
+        mail=mail,
+    )
