@@ -18,6 +18,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPUS = REPO_ROOT.parent / "shared" / "data" / "sms_spam_collection.tsv"
+SHARED_MAIL = REPO_ROOT.parent / "shared" / "data" / "datasets-spam-assassin-0.2.3.tgz"
 VENV_BIN = Path(sys.executable).parent
 
 _SPAM_TEMPLATES = (
@@ -74,14 +75,25 @@ def fixture_corpus(tmp_path: Path) -> Path:
     return write_tsv(tmp_path / "fixture_corpus.tsv", make_messages())
 
 
+def shared_file(path: Path) -> Path:
+    """A real corpus beside the checkout; CI must have it, elsewhere it may be absent (the test skips)."""
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing: CI runs the data and model tests on the real corpora")
+        pytest.skip(f"{path} not present")
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_corpus() -> Path:
-    """The real SMS Spam Collection beside the checkout; CI must have it, elsewhere it may be absent."""
-    if not SHARED_CORPUS.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_CORPUS} is missing: CI runs the data and model tests on the real corpus")
-        pytest.skip(f"{SHARED_CORPUS} not present")
-    return SHARED_CORPUS
+    """The real SMS Spam Collection beside the checkout."""
+    return shared_file(SHARED_CORPUS)
+
+
+@pytest.fixture(scope="session")
+def shared_mail() -> Path:
+    """The SpamAssassin public corpus (its npm tarball) beside the checkout."""
+    return shared_file(SHARED_MAIL)
 
 
 def tracked_files(root: Path) -> list[str]:

@@ -4,15 +4,12 @@ the SpamAssassin public corpus), in an isolated copy of the repo."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO_ROOT, Project, make_project
-
-SHARED_MAIL = REPO_ROOT.parent / "shared" / "data" / "datasets-spam-assassin-0.2.3.tgz"
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
@@ -26,15 +23,6 @@ CEILINGS = {"blocked_ham_rate": 0.0045}  # 4 of 904 ham
 # mcc 0.9921, roc_auc 0.99998, no ham blocked, 4 spam missed), less about two more errors.
 EMAIL_FLOORS = {"f1": 0.988, "mcc": 0.983, "roc_auc": 0.999, "accuracy": 0.993}
 EMAIL_CEILINGS = {"blocked_ham_rate": 0.0025}  # 2 of 823 ham
-
-
-@pytest.fixture(scope="module")
-def shared_mail() -> Path:
-    if not SHARED_MAIL.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_MAIL} is missing: CI runs the model tests on the real corpora")
-        pytest.skip(f"{SHARED_MAIL} not present")
-    return SHARED_MAIL
 
 
 @pytest.fixture(scope="module")
