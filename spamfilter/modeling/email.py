@@ -81,7 +81,7 @@ from spamfilter.errors import MailError, ModelInputError
 from spamfilter.labels import HAM, SPAM
 from spamfilter.mail import MailLimits, MailRecord, parse_message
 from spamfilter.modeling.metrics import BehaviouralResult
-from spamfilter.modeling.pipeline import assemble, spam_probability
+from spamfilter.modeling.pipeline import assemble, checked_scorer
 from spamfilter.modeling.text import WordAnalyzer, normalize
 
 log = logging.getLogger(__name__)
@@ -1078,21 +1078,7 @@ def compile_email_scorer(model: Any, probes: Sequence[bytes] = PROBE_MESSAGES) -
     """The fastest scorer that reproduces the e-mail model's probabilities exactly, and its name:
     ("lean" when `email_lean_scorer` equals `predict_proba` bit for bit on the probe messages, one at a
     time and all together; otherwise "pipeline", the model's own call)."""
-
-    def full(messages: Sequence[bytes | str]) -> np.ndarray:
-        return spam_probability(model, list(messages))
-
-    try:
-        lean = email_lean_scorer(model)
-        expected = full(probes)
-        for size in (1, len(probes)):
-            got = np.concatenate([lean(probes[i : i + size]) for i in range(0, len(probes), size)])
-            if not np.array_equal(got, expected):
-                raise ValueError(f"lean scores differ from the pipeline's (batches of {size})")
-    except Exception as exc:  # any surprise in the lean path means: use the model's own call
-        log.warning("scoring e-mail through the full pipeline: %s", exc)
-        return full, "pipeline"
-    return lean, "lean"
+    return checked_scorer(model, lambda: email_lean_scorer(model), probes)
 
 
 def is_email_model(model: Any) -> bool:

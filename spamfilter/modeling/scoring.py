@@ -26,7 +26,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l1, inplace_csr_row_normalize_l2
 
 from spamfilter.labels import SPAM
-from spamfilter.modeling.pipeline import spam_probability
+from spamfilter.modeling.pipeline import checked_scorer
 from spamfilter.modeling.text import TextNormalizer
 
 log = logging.getLogger(__name__)
@@ -167,18 +167,4 @@ def lean_scorer(model: Any) -> Scorer:
 
 def compile_scorer(model: Any, probes: Sequence[str] = PROBE_TEXTS) -> tuple[Scorer, str]:
     """The fastest scorer that reproduces the model's probabilities exactly, and its name."""
-
-    def full(texts: Sequence[str]) -> np.ndarray:
-        return spam_probability(model, list(texts))
-
-    try:
-        lean = lean_scorer(model)
-        expected = full(probes)
-        for size in (1, len(probes)):
-            got = np.concatenate([lean(probes[i : i + size]) for i in range(0, len(probes), size)])
-            if not np.array_equal(got, expected):
-                raise ValueError(f"lean scores differ from the pipeline's (batches of {size})")
-    except Exception as exc:  # any surprise in a lean path means: use the model's own call
-        log.warning("scoring through the full pipeline: %s", exc)
-        return full, "pipeline"
-    return lean, "lean"
+    return checked_scorer(model, lambda: lean_scorer(model), probes)
