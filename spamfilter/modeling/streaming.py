@@ -42,7 +42,6 @@ import base64
 import binascii
 import contextlib
 import json
-import logging
 import math
 import tempfile
 from collections import deque
@@ -65,11 +64,9 @@ from sklearn.utils.extmath import safe_sparse_dot
 from spamfilter.config import Channel, EmailFeaturizeParams, FeaturizeParams, MailLimitsParams
 from spamfilter.errors import ConfigError, DataError
 from spamfilter.labels import LABELS, SPAM
-from spamfilter.modeling.pipeline import assemble, spam_probability
+from spamfilter.modeling.pipeline import assemble, checked_scorer
 from spamfilter.modeling.scoring import PROBE_TEXTS
 from spamfilter.modeling.text import TextNormalizer, WordAnalyzer, normalize
-
-log = logging.getLogger(__name__)
 
 # -- params --------------------------------------------------------------------------------------------------
 # Here until spamfilter.config holds them (params.yaml's schema lives there): then imported from it.
@@ -836,24 +833,10 @@ def _lean_probability(classifier: StreamingLinearClassifier) -> Callable[[Any], 
 def compile_streaming_scorer(
     model: Any, probes: Sequence[str] = PROBE_TEXTS
 ) -> tuple[Callable[[Sequence[str]], np.ndarray], str]:
-    """As `spamfilter.modeling.scoring.compile_scorer`, for SMS streaming models: the lean scorer when it
-    equals the pipeline's `predict_proba` bit for bit on the probes (one at a time and all together),
-    else the pipeline itself; and the scorer's name."""
-
-    def full(texts: Sequence[str]) -> np.ndarray:
-        return spam_probability(model, list(texts))
-
-    try:
-        lean = streaming_lean_scorer(model)
-        expected = full(probes)
-        for size in (1, len(probes)):
-            got = np.concatenate([lean(probes[i : i + size]) for i in range(0, len(probes), size)])
-            if not np.array_equal(got, expected):
-                raise ValueError(f"lean scores differ from the pipeline's (batches of {size})")
-    except Exception as exc:  # any surprise in the lean path means: use the model's own call
-        log.warning("scoring through the full pipeline: %s", exc)
-        return full, "pipeline"
-    return lean, "lean"
+    """As `spamfilter.modeling.scoring.compile_scorer`, for SMS streaming models (`checked_scorer`'s rule):
+    the lean scorer when it equals the pipeline's `predict_proba` bit for bit on the probes, else the
+    pipeline itself; and the scorer's name."""
+    return checked_scorer(model, lambda: streaming_lean_scorer(model), probes)
 
 
 def is_streaming_model(model: Any) -> bool:
