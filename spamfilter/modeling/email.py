@@ -759,6 +759,7 @@ class StackedEmailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
         self.intercepts_ = np.array([member.intercept_[0] for member in self.members_])
         positive = labels == self.classes_[1]
         if self.combine == "boosted":
+            stacked = np.hstack([out_of_fold, numbers])  # the booster's inputs: built once, fitted and compiled on
             self.booster_ = HistGradientBoostingClassifier(
                 max_iter=self.booster_max_iter,
                 learning_rate=self.booster_learning_rate,
@@ -766,8 +767,8 @@ class StackedEmailClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[mi
                 min_samples_leaf=self.booster_min_samples_leaf,
                 l2_regularization=self.booster_l2_regularization,
                 random_state=self.random_state,
-            ).fit(np.hstack([out_of_fold, numbers]), positive)
-            self.trees_ = self._compiled_trees(np.hstack([out_of_fold, numbers]))
+            ).fit(stacked, positive)
+            self.trees_ = self._compiled_trees(stacked)
         else:
             self.sigmoids_ = np.array(
                 [platt_sigmoid(out_of_fold[:, index], positive) for index in range(len(self.members))]
